@@ -1,0 +1,71 @@
+"""hpc_connect: run work on HPC machines without caring which scheduler or launcher
+the site has.
+
+The public API is what this module exports; everything else may change. Names are
+loaded on first use so that ``hpc-launch`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "HPCBackend": "backend",
+    "HPCProcess": "process",
+    "JobState": "process",
+    "JobSpec": "job",
+    "HPCLauncher": "launcher",
+    "BatchBackend": "batch",
+    "SchedulerStatus": "batch",
+    "hookimpl": "plugins",
+    "hookspec": "plugins",
+    "get_backend": "registry",
+    "get_launcher": "registry",
+    "backends": "registry",
+    "launchers": "registry",
+    "Config": "config",
+    "load_config": "config",
+    "HPCConnectError": "errors",
+    "InvalidJobError": "errors",
+    "ConfigError": "errors",
+    "UnknownBackendError": "errors",
+    "LauncherNotFoundError": "errors",
+    "SubmitError": "errors",
+    "SchedulerError": "errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .backend import HPCBackend
+    from .batch import BatchBackend, SchedulerStatus
+    from .config import Config, load_config
+    from .errors import (
+        ConfigError,
+        HPCConnectError,
+        InvalidJobError,
+        LauncherNotFoundError,
+        SchedulerError,
+        SubmitError,
+        UnknownBackendError,
+    )
+    from .job import JobSpec
+    from .launcher import HPCLauncher
+    from .plugins import hookimpl, hookspec
+    from .process import HPCProcess, JobState
+    from .registry import backends, get_backend, get_launcher, launchers
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hpc_connect' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return [*globals(), *__all__]

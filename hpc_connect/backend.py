@@ -1,0 +1,162 @@
+"""``HPCBackend``: the scheduler interface every backend implements."""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .job import JobSpec
+from .process import HPCProcess
+
+
+class HPCBackend(abc.ABC):
+    """A way to run jobs: local processes, or a batch scheduler.
+
+    Subclasses set ``name`` (and optionally ``aliases``, ``launcher``) and implement
+    ``submit_spec``. Batch schedulers should derive from ``BatchBackend`` instead,
+    which already implements submission, batched status and cancel.
+    """
+
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    #: the launcher that starts MPI programs inside this backend's jobs
+    launcher: ClassVar[str] = "mpi"
+    #: seconds between status queries, unless configured
+    default_polling_interval: ClassVar[float] = 1.0
+
+    def __init__(
+        self,
+        *,
+        polling_interval: float | None = None,
+        submit_flags: Sequence[str] = (),
+        workdir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.polling_interval = float(
+            self.default_polling_interval if polling_interval is None else polling_interval
+        )
+        self.default_submit_flags = tuple(submit_flags)
+        self.workdir = Path(workdir) if workdir is not None else None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+    @classmethod
+    def matches(cls, name: str | None) -> bool:
+        """True if ``name`` names this backend (case-insensitive)."""
+        return name is not None and name.lower() in (cls.name, *cls.aliases)
+
+    def submit(
+        self,
+        name: str,
+        args: Sequence[str],
+        scriptname: str | os.PathLike[str] | None = None,
+        qtime: float | None = None,
+        submit_flags: Sequence[str] | None = None,
+        variables: dict[str, str | None] | None = None,
+        output: str | os.PathLike[str] | None = None,
+        error: str | os.PathLike[str] | None = None,
+        nodes: int | None = None,
+        cpus: int | None = None,
+        gpus: int | None = None,
+        **kwargs: Any,
+    ) -> HPCProcess:
+        """Submit one job and return its process. Raises ``InvalidJobError`` on bad input."""
+        spec = JobSpec.from_submit(
+            name,
+            args,
+            scriptname=scriptname,
+            qtime=qtime,
+            submit_flags=[*self.default_submit_flags, *(submit_flags or ())],
+            variables=variables,
+            output=output,
+            error=error,
+            nodes=nodes,
+            cpus=cpus,
+            gpus=gpus,
+            **kwargs,
+        )
+        return self.submit_spec(spec)
+
+    def submitn(
+        self, names: Sequence[str], args: Sequence[Sequence[str]], **kwargs: Any
+    ) -> list[HPCProcess]:
+        """Submit many jobs; ``kwargs`` apply to all. Every spec is validated first.
+
+        ``scriptname``, ``output`` and ``error`` may also be lists, one entry per job.
+        """
+        if len(names) != len(args):
+            raise ValueError(f"submitn: {len(names)} names but {len(args)} command lists")
+        per_job = {k: kwargs.pop(k) for k in ("scriptname", "output", "error")
+                   if isinstance(kwargs.get(k), list | tuple)}
+        for key, values in per_job.items():
+            if len(values) != len(names):
+                raise ValueError(f"submitn: {key} has {len(values)} entries for {len(names)} jobs")
+        flags = [*self.default_submit_flags, *(kwargs.pop("submit_flags", None) or ())]
+        specs = [
+            JobSpec.from_submit(
+                name, cmds, submit_flags=flags,
+                **{k: v[i] for k, v in per_job.items()}, **kwargs,
+            )
+            for i, (name, cmds) in enumerate(zip(names, args, strict=True))
+        ]
+        return self.submit_specs(specs)
+
+    @abc.abstractmethod
+    def submit_spec(self, spec: JobSpec) -> HPCProcess:
+        """Submit one validated job."""
+
+    def submit_specs(self, specs: Sequence[JobSpec]) -> list[HPCProcess]:
+        """Submit validated jobs; if one fails, those already submitted are cancelled."""
+        processes: list[HPCProcess] = []
+        try:
+            for spec in specs:
+                processes.append(self.submit_spec(spec))
+        except BaseException:
+            self.cancel_many(processes)
+            raise
+        return processes
+
+    def poll_many(self, processes: Iterable[HPCProcess]) -> None:
+        """Refresh the state of many processes, with as few scheduler queries as possible."""
+        for process in processes:
+            if not process.done:
+                self.refresh(process)
+
+    def refresh(self, process: HPCProcess) -> None:
+        """Refresh one process (used by the default ``poll_many``)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement poll_many or refresh")
+
+    @abc.abstractmethod
+    def cancel_many(self, processes: Iterable[HPCProcess]) -> None:
+        """Cancel many processes at once and mark them cancelled."""
+
+    def run_dir(self) -> Path:
+        """The folder for this backend's scripts and logs when the caller names none."""
+        return (self.workdir or Path.cwd()) / ".hpc_connect"
+
+    # Resource discovery: backends that know their machine override these.
+    def cpus_per_node(self) -> int:
+        return os.cpu_count() or 1
+
+    def gpus_per_node(self) -> int:
+        return 0
+
+    def node_count(self) -> int:
+        return 1
+
+    def nodes_required(self, cpus: int | None = None, gpus: int | None = None) -> int:
+        """The number of nodes needed for ``cpus`` CPUs and ``gpus`` GPUs."""
+        need = 1
+        if cpus:
+            need = max(need, -(-cpus // max(1, self.cpus_per_node())))
+        if gpus:
+            per = self.gpus_per_node()
+            if per <= 0:
+                from .errors import InvalidJobError
+
+                raise InvalidJobError(f"gpus={gpus}: backend {self.name!r} reports no GPUs")
+            need = max(need, -(-gpus // per))
+        return need

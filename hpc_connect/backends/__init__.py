@@ -1,0 +1,1 @@
+"""Built-in backends: one module each, holding only what differs between schedulers."""

@@ -1,0 +1,171 @@
+"""The ``shell`` backend: each job is a local process in its own session.
+
+Cancel ends the whole process tree (TERM, then KILL after a grace period) and a job
+that finishes leaves no background children behind. ``qtime`` is enforced with
+coreutils ``timeout``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from ..backend import HPCBackend
+from ..job import JobSpec
+from ..process import HPCProcess, JobState
+from ..script import JobFiles, write_script
+
+
+def signal_reason(returncode: int) -> str:
+    """Words for a process status: 'exit code 3' or 'killed by signal 9 (SIGKILL)'."""
+    if returncode < 0:
+        return f"killed by signal {-returncode} ({_signame(-returncode)})"
+    if 128 < returncode < 128 + 65:
+        return f"exit code {returncode} (signal {returncode - 128}, {_signame(returncode - 128)})"
+    return f"exit code {returncode}"
+
+
+def _signame(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def session_members(sid: int) -> list[int]:
+    """PIDs of live (non-zombie) processes in session ``sid``, read from /proc."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if fields[0] != b"Z" and int(fields[3]) == sid:
+            members.append(int(entry.name))
+    return members
+
+
+def kill_session(sid: int, grace: float) -> None:
+    """TERM every process of session ``sid``; KILL what is left after ``grace`` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 1.0)):
+        pids = session_members(sid) if os.path.isdir("/proc") else [sid]
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.02)
+            pids = [pid for pid in pids if _alive(pid)]
+        if not pids:
+            return
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] != b"Z"
+
+
+class ShellProcess(HPCProcess):
+    """A local job: the ``Popen`` of its script and the files it writes."""
+
+    def __init__(self, backend: HPCBackend, spec: JobSpec, popen: subprocess.Popen[bytes],
+                 files: JobFiles) -> None:
+        super().__init__(backend, spec, str(popen.pid))
+        self.popen = popen
+        self.files = files
+        self.state = JobState.RUNNING
+        self.started_at = time.monotonic()
+
+
+class ShellBackend(HPCBackend):
+    """Runs each job as a local ``bash`` process (the default backend)."""
+
+    name: ClassVar[str] = "shell"
+    aliases: ClassVar[tuple[str, ...]] = ("local",)
+    default_polling_interval: ClassVar[float] = 0.1
+    _counter = itertools.count(1)
+
+    def __init__(self, *, cancel_grace: float = 3.0, **options: Any) -> None:
+        super().__init__(**options)
+        self.cancel_grace = float(cancel_grace)
+        self._run = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+
+    def submit_spec(self, spec: JobSpec) -> ShellProcess:
+        key = f"{next(self._counter):05d}-{_safe(spec.name)}"
+        files = JobFiles.for_spec(spec, self.run_dir() / self._run, key)
+        write_script(spec, files)
+        argv = ["/bin/bash", str(files.script)]
+        if spec.qtime is not None and (timeout := shutil.which("timeout")):
+            argv = [timeout, f"--kill-after={self.cancel_grace}s", f"{spec.qtime}s", *argv]
+        with open(files.output, "wb") as out:
+            err = subprocess.STDOUT if files.merged else open(files.error, "wb")  # noqa: SIM115
+            try:
+                popen = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                    start_new_session=True, cwd=spec.workdir,
+                )
+            finally:
+                if err is not subprocess.STDOUT:
+                    err.close()  # type: ignore[union-attr]
+        return ShellProcess(self, spec, popen, files)
+
+    def refresh(self, process: HPCProcess) -> None:
+        assert isinstance(process, ShellProcess)
+        rc = process.popen.poll()
+        elapsed = time.monotonic() - process.started_at
+        qtime = process.spec.qtime
+        if rc is None:
+            if qtime is not None and elapsed > qtime + self.cancel_grace + 1:
+                # no coreutils timeout: enforce the limit here
+                kill_session(process.popen.pid, self.cancel_grace)
+                process.popen.wait()
+                process.set_state(JobState.TIMED_OUT, 124, f"time limit of {qtime:g}s reached")
+            return
+        kill_session(process.popen.pid, self.cancel_grace)  # background children left behind
+        recorded = process.files.read_exitcode()
+        if qtime is not None and rc in (124, 137) and recorded is None and elapsed >= qtime:
+            process.set_state(JobState.TIMED_OUT, rc, f"time limit of {qtime:g}s reached")
+        elif rc == 0:
+            process.set_state(JobState.COMPLETED, 0)
+        else:
+            process.set_state(JobState.FAILED, rc, signal_reason(rc))
+
+    def cancel_many(self, processes: Iterable[HPCProcess]) -> None:
+        live = [p for p in processes if isinstance(p, ShellProcess) and not p.done]
+        for process in live:
+            try:
+                os.killpg(process.popen.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for process in live:
+            kill_session(process.popen.pid, self.cancel_grace)
+            rc = process.popen.wait()
+            process.set_state(JobState.CANCELLED, rc, "cancelled by user")
+
+
+def _safe(name: str) -> str:
+    """A file-name-safe form of a job name (the name itself is never interpreted)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60] or "job"
+
+
+__all__ = ["ShellBackend", "ShellProcess", "kill_session", "session_members", "signal_reason"]

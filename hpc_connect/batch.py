@@ -1,0 +1,240 @@
+"""The mechanism every batch scheduler shares, written once.
+
+A scheduler backend derives from ``BatchBackend`` and supplies only what differs:
+the script directives, the submit command and how to read the job id, the status
+command *for a list of ids* and how to parse it, optionally a lookup for jobs that
+left the queue, and the cancel command. This module owns script writing, retries
+of transient scheduler errors, the one-query-per-cycle polling of all jobs, exit
+codes from the script's own status file, and the ``lost`` verdict.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import attrs
+
+from .backend import HPCBackend
+from .errors import SchedulerError, SubmitError
+from .job import JobSpec
+from .process import HPCProcess, JobState
+from .script import JobFiles, write_script
+
+log = logging.getLogger("hpc_connect")
+
+
+@attrs.frozen
+class SchedulerStatus:
+    """What a scheduler says of one job."""
+
+    state: JobState
+    returncode: int | None = None
+    reason: str = ""
+
+
+class BatchProcess(HPCProcess):
+    """A job held by a batch scheduler."""
+
+    def __init__(self, backend: HPCBackend, spec: JobSpec, jobid: str, files: JobFiles) -> None:
+        super().__init__(backend, spec, jobid)
+        self.files = files
+        self.misses = 0
+
+
+class BatchBackend(HPCBackend):
+    """Base class of batch-scheduler backends (Slurm, PBS, LSF, Flux)."""
+
+    default_polling_interval: ClassVar[float] = 5.0
+    #: the scheduler's submit program, e.g. "sbatch"
+    submit_program: ClassVar[str]
+    #: stderr patterns that mean "try again later" (case-insensitive regexes)
+    transient_errors: ClassVar[tuple[str, ...]] = (
+        r"timed? ?out", r"temporar(il)?y unavailable", r"try again", r"connection refused",
+        r"unable to contact", r"communication (failure|error)", r"resource temporarily",
+    )
+    #: polls in a row a job may be missing everywhere before it is declared lost
+    lost_after: ClassVar[int] = 3
+
+    def __init__(self, *, retries: int = 5, retry_delay: float = 1.0,
+                 lost_grace: float = 30.0, **options: Any) -> None:
+        super().__init__(**options)
+        self.retries = int(retries)
+        self.retry_delay = float(retry_delay)
+        self.lost_grace = float(lost_grace)
+        self.queries = 0  # scheduler commands run, for benchmarks and tests
+        self._run = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        self._count = 0
+
+    # ---- what each scheduler supplies -------------------------------------------------
+    @abc.abstractmethod
+    def directives(self, spec: JobSpec, files: JobFiles) -> list[str]:
+        """The scheduler's header lines (``#SBATCH ...``) for this job."""
+
+    @abc.abstractmethod
+    def submit_argv(self, spec: JobSpec, files: JobFiles) -> list[str]:
+        """The submit command for the written script."""
+
+    @abc.abstractmethod
+    def parse_jobid(self, stdout: str) -> str:
+        """The job id in the submit command's output."""
+
+    @abc.abstractmethod
+    def status_argv(self, jobids: Sequence[str]) -> list[str]:
+        """One command that reports on all ``jobids``."""
+
+    @abc.abstractmethod
+    def parse_status(self, stdout: str) -> dict[str, SchedulerStatus]:
+        """Job id → status, from the status command's output."""
+
+    @abc.abstractmethod
+    def cancel_argv(self, jobids: Sequence[str]) -> list[str]:
+        """One command that cancels all ``jobids``."""
+
+    def finished_status(self, jobids: Sequence[str]) -> dict[str, SchedulerStatus]:
+        """Final states of jobs that left the queue (accounting); one query, or none."""
+        return {}
+
+    def find_submitted(self, files: JobFiles) -> str | None:
+        """The id of a job already submitted from ``files.script``, if the scheduler shows one.
+
+        Called before retrying a submission whose first attempt may have gone through,
+        so a job is never submitted twice.
+        """
+        return None
+
+    def submit_env(self) -> Mapping[str, str] | None:
+        """The environment for the submit command (None: inherit)."""
+        return None
+
+    def status_ok(self, result: subprocess.CompletedProcess[str]) -> bool:
+        """Whether a status command's result can be parsed (some exit 1 on unknown ids)."""
+        return result.returncode == 0
+
+    # ---- the shared mechanism ---------------------------------------------------------
+    def is_transient(self, stderr: str) -> bool:
+        return any(re.search(p, stderr, re.IGNORECASE) for p in self.transient_errors)
+
+    def run(self, argv: Sequence[str], *, retries: int | None = None,
+            env: Mapping[str, str] | None = None, transient_only: bool = False,
+            ok: Any = None) -> subprocess.CompletedProcess[str]:
+        """Run a scheduler command, retrying failures with exponential backoff.
+
+        With ``transient_only`` a failure whose message is not transient is returned at
+        once (the caller turns it into an error with the scheduler's own words).
+        """
+        attempts = (self.retries if retries is None else retries) + 1
+        delay = self.retry_delay
+        for attempt in range(attempts):
+            self.queries += 1
+            try:
+                result = subprocess.run(list(argv), capture_output=True, text=True, env=env,
+                                        stdin=subprocess.DEVNULL, timeout=120)
+            except FileNotFoundError:
+                raise SchedulerError(
+                    f"{argv[0]!r} not found on PATH: is this a {self.name} machine?") from None
+            except subprocess.TimeoutExpired:
+                result = subprocess.CompletedProcess(list(argv), 1, "", f"{argv[0]}: timed out")
+            if (ok or (lambda r: r.returncode == 0))(result):
+                return result
+            message = (result.stderr or result.stdout).strip()
+            if transient_only and not self.is_transient(message):
+                return result
+            if attempt + 1 < attempts:
+                log.warning("%s failed (%s); retrying in %.1fs", argv[0], message, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        return result
+
+    def job_files(self, spec: JobSpec) -> JobFiles:
+        self._count += 1
+        key = f"{self._count:05d}-" + "".join(
+            c if c.isalnum() or c in "-_." else "_" for c in spec.name)[:60]
+        return JobFiles.for_spec(spec, self.run_dir() / self._run, key)
+
+    def submit_spec(self, spec: JobSpec) -> BatchProcess:
+        files = self.job_files(spec)
+        write_script(spec, files, directives=self.directives(spec, files))
+        argv = self.submit_argv(spec, files)
+        env = self.submit_env()
+        attempts = self.retries + 1
+        delay = self.retry_delay
+        for attempt in range(attempts):
+            result = self.run(argv, retries=0, env=env, transient_only=True)
+            if result.returncode == 0:
+                return BatchProcess(self, spec, self.parse_jobid(result.stdout), files)
+            message = " ".join((result.stderr or result.stdout).split())
+            if not self.is_transient(message) or attempt + 1 == attempts:
+                raise SubmitError(f"{self.name}: {argv[0]} refused job {spec.name!r}: {message}")
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            if (jobid := self.find_submitted(files)) is not None:
+                log.warning("%s reported an error but job %s was submitted", argv[0], jobid)
+                return BatchProcess(self, spec, jobid, files)
+        raise AssertionError("unreachable")
+
+    def poll_many(self, processes: Iterable[HPCProcess]) -> None:
+        live = [p for p in processes if isinstance(p, BatchProcess) and not p.done]
+        if not live:
+            return
+        ids = [p.jobid for p in live]
+        result = self.run(self.status_argv(ids), retries=2, ok=self.status_ok)
+        if not self.status_ok(result):
+            log.warning("%s status query failed, states unchanged: %s", self.name,
+                        (result.stderr or result.stdout).strip())
+            return
+        statuses = self.parse_status(result.stdout)
+        left = []
+        for process in live:
+            status = statuses.get(process.jobid)
+            if status is not None and not status.state.is_final:
+                process.misses = 0
+                process.set_state(status.state)
+            else:
+                left.append(process)
+        if not left:
+            return
+        unknown = [p.jobid for p in left if p.jobid not in statuses]
+        if unknown:
+            statuses.update(self.finished_status(unknown))
+        for process in left:
+            self._finish(process, statuses.get(process.jobid))
+
+    def _finish(self, process: BatchProcess, status: SchedulerStatus | None) -> None:
+        recorded = process.files.read_exitcode()
+        if status is not None and status.state in (JobState.COMPLETED, JobState.FAILED):
+            rc = recorded if recorded is not None else status.returncode
+            if rc not in (None, 0) or status.state is JobState.FAILED:
+                process.set_state(JobState.FAILED, rc if rc else 1,
+                                  status.reason or f"exit code {rc}")
+            else:
+                process.set_state(JobState.COMPLETED, 0)
+        elif status is not None:
+            process.set_state(status.state, status.returncode, status.reason)
+        elif recorded is not None:
+            state = JobState.COMPLETED if recorded == 0 else JobState.FAILED
+            process.set_state(state, recorded, "" if recorded == 0 else f"exit code {recorded}")
+        else:
+            process.misses += 1
+            age = time.monotonic() - process.submitted_at
+            if process.misses >= self.lost_after and age >= self.lost_grace:
+                process.set_state(
+                    JobState.LOST, None,
+                    f"job {process.jobid} left the {self.name} queue without an exit status "
+                    f"and the scheduler has no record of it (checked {process.misses} times)")
+
+    def cancel_many(self, processes: Iterable[HPCProcess]) -> None:
+        live = [p for p in processes if isinstance(p, BatchProcess) and not p.done]
+        if not live:
+            return
+        result = self.run(self.cancel_argv([p.jobid for p in live]), transient_only=True)
+        if result.returncode != 0:
+            log.warning("%s cancel reported: %s", self.name, (result.stderr or "").strip())
+        for process in live:
+            process.set_state(JobState.CANCELLED, -15, "cancelled by user")

@@ -1,0 +1,92 @@
+"""Command lines: ``hpc-launch`` (kept fast: it runs before every parallel program)
+and ``hpc-connect`` (``info``, ``submit``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from .errors import HPCConnectError
+
+LAUNCH_USAGE = """\
+usage: hpc-launch [--backend=NAME] [--config-file=FILE] [--dry-run] [launcher options]
+                  [-n N] program [args ...] [: [-n N] program [args ...] ...]
+
+Start a (parallel) program with the site's launcher and exit with its status.
+
+  --backend=NAME      launcher (mpi, srun, flux-run, jsrun, ...) or backend (slurm
+                      uses srun); default: $HPC_CONNECT_LAUNCHER, the config file, mpi
+  --launcher=NAME     the same as --backend
+  --config-file=FILE  configuration file (default: $HPC_CONNECT_CONFIG,
+                      ./hpc_connect.toml, ~/.config/hpc_connect/config.toml)
+  --dry-run           print the command (shell-quoted) and run nothing
+  -n/-np/--n/--np N   number of processes
+
+Other options before the program go to the launcher; write those that take a value
+as --opt=value, or put -- before the program.
+"""
+
+
+def _fail(prog: str, message: str, status: int = 2) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return status
+
+
+def launch_main(argv: Sequence[str] | None = None) -> int:
+    """``hpc-launch``: consume our own leading options, then exec the launcher."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    name = config_file = None
+    dry_run = False
+    while args:
+        flag, eq, value = args[0].partition("=")
+        if flag in ("-h", "--help"):
+            print(LAUNCH_USAGE, end="")
+            return 0
+        if flag == "--dry-run" and not eq:
+            dry_run = True
+            args.pop(0)
+            continue
+        if flag not in ("--backend", "--launcher", "--config-file"):
+            break
+        args.pop(0)
+        if not eq:
+            if not args:
+                return _fail("hpc-launch", f"{flag} needs a value")
+            value = args.pop(0)
+        if flag == "--config-file":
+            config_file = value
+        else:
+            name = value
+    if not args:
+        return _fail("hpc-launch", "no program given (see hpc-launch --help)")
+    try:
+        from .registry import launcher_for
+
+        launcher = launcher_for(name, config_file)
+        argv_, extra = launcher.command(args)
+        if dry_run:
+            import shlex
+
+            env = [f"{k}={shlex.quote(v)}" for k, v in extra.items()]
+            print(shlex.join([*env, *argv_]) if not env else " ".join(env) + " "
+                  + shlex.join(argv_))
+            return 0
+        sys.stdout.flush()
+        os.execve(argv_[0], argv_, {**os.environ, **extra})
+    except HPCConnectError as exc:
+        return _fail("hpc-launch", str(exc))
+    except OSError as exc:
+        return _fail("hpc-launch", f"cannot run {args[0]!r}: {exc.strerror}", 127)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``hpc-connect info|submit``."""
+    from . import commands
+
+    try:
+        return commands.main(argv)
+    except HPCConnectError as exc:
+        return _fail("hpc-connect", str(exc))
+    except KeyboardInterrupt:
+        return 130

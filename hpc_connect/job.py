@@ -1,0 +1,192 @@
+"""The validated, frozen description of one job: built once at the ``submit`` edge."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .errors import InvalidJobError
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _count(field: str, *, minimum: int = 1) -> Any:
+    def convert(value: Any) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | str | float):
+            raise InvalidJobError(f"{field}={value!r}: expected a whole number >= {minimum}")
+        try:
+            number = int(value) if not isinstance(value, float) else value
+        except ValueError:
+            raise InvalidJobError(
+                f"{field}={value!r}: expected a whole number >= {minimum}"
+            ) from None
+        if isinstance(number, float):
+            if not number.is_integer():
+                raise InvalidJobError(f"{field}={value!r}: expected a whole number >= {minimum}")
+            number = int(number)
+        if number < minimum:
+            raise InvalidJobError(f"{field}={value!r}: expected a whole number >= {minimum}")
+        return number
+
+    return convert
+
+
+def _qtime(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise InvalidJobError(f"qtime={value!r}: expected a time limit in seconds > 0") from None
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidJobError(f"qtime={value!r}: expected a time limit in seconds > 0")
+    return seconds
+
+
+def _single_line(field: str, value: str) -> str:
+    if not value or "\n" in value or "\r" in value or "\0" in value:
+        raise InvalidJobError(f"{field}={value!r}: must be a non-empty single line")
+    return value
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidJobError(f"name={value!r}: expected a string")
+    return _single_line("name", value)
+
+
+def _commands(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, Iterable):
+        raise InvalidJobError(f"args={value!r}: expected a list of shell command lines")
+    commands = tuple(value)
+    if not commands:
+        raise InvalidJobError("args=[]: expected at least one shell command line")
+    for command in commands:
+        if not isinstance(command, str) or not command.strip():
+            raise InvalidJobError(f"args entry {command!r}: expected a non-empty command line")
+        if "\0" in command:
+            raise InvalidJobError(f"args entry {command!r}: contains a NUL byte")
+    return commands
+
+
+def _path(field: str) -> Any:
+    def convert(value: Any) -> Path | None:
+        if value is None:
+            return None
+        if not isinstance(value, str | os.PathLike):
+            raise InvalidJobError(f"{field}={value!r}: expected a file path")
+        path = Path(value)
+        _single_line(field, str(path))
+        return path
+
+    return convert
+
+
+def _flags(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        raise InvalidJobError(
+            f"submit_flags={value!r}: expected a list of arguments, e.g. shlex.split({value!r})"
+        )
+    flags = tuple(value)
+    for flag in flags:
+        if not isinstance(flag, str) or "\n" in flag or "\0" in flag:
+            raise InvalidJobError(f"submit_flags entry {flag!r}: expected a single-line string")
+    return flags
+
+
+def _variables(value: Any) -> tuple[tuple[str, str | None], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise InvalidJobError(f"variables={value!r}: expected a mapping of name to value or None")
+    items = []
+    for key, val in value.items():
+        if not isinstance(key, str) or not _IDENTIFIER.match(key):
+            raise InvalidJobError(
+                f"variables: {key!r} is not a valid environment variable name "
+                "(letters, digits and _, not starting with a digit)"
+            )
+        if val is not None and not isinstance(val, str | int | float | os.PathLike):
+            raise InvalidJobError(f"variables[{key!r}]={val!r}: expected a string or None")
+        if val is not None and "\0" in str(val):
+            raise InvalidJobError(f"variables[{key!r}]: value contains a NUL byte")
+        items.append((key, None if val is None else os.fspath(val) if isinstance(val, os.PathLike) else str(val)))
+    return tuple(items)
+
+
+@attrs.frozen(kw_only=True)
+class JobSpec:
+    """One job, checked at the edge; backends render it and never re-validate it.
+
+    ``commands`` run in order in one shell script; the job's status is that of the
+    first failing command. ``variables`` maps names to values, ``None`` unsets.
+    ``qtime`` is the time limit in seconds. ``output``/``error`` equal (or error
+    unset) means the two streams are merged.
+    """
+
+    name: str = attrs.field(converter=_name)
+    commands: tuple[str, ...] = attrs.field(converter=_commands)
+    scriptname: Path | None = attrs.field(default=None, converter=_path("scriptname"))
+    qtime: float | None = attrs.field(default=None, converter=_qtime)
+    submit_flags: tuple[str, ...] = attrs.field(default=(), converter=_flags)
+    variables: tuple[tuple[str, str | None], ...] = attrs.field(default=(), converter=_variables)
+    output: Path | None = attrs.field(default=None, converter=_path("output"))
+    error: Path | None = attrs.field(default=None, converter=_path("error"))
+    nodes: int | None = attrs.field(default=None, converter=_count("nodes"))
+    cpus: int | None = attrs.field(default=None, converter=_count("cpus"))
+    gpus: int | None = attrs.field(default=None, converter=_count("gpus", minimum=0))
+    tasks: int | None = attrs.field(default=None, converter=_count("tasks"))
+    memory_mb: int | None = attrs.field(default=None, converter=_count("memory_mb"))
+    workdir: Path | None = attrs.field(default=None, converter=_path("workdir"))
+    extra: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
+
+    @property
+    def merged_output(self) -> bool:
+        return self.error is None or self.error == self.output
+
+    @classmethod
+    def from_submit(
+        cls,
+        name: Any,
+        args: Any,
+        scriptname: Any = None,
+        qtime: Any = None,
+        submit_flags: Any = None,
+        variables: Any = None,
+        output: Any = None,
+        error: Any = None,
+        nodes: Any = None,
+        cpus: Any = None,
+        gpus: Any = None,
+        **kwargs: Any,
+    ) -> JobSpec:
+        """Build a spec from ``HPCBackend.submit`` arguments; raise InvalidJobError on bad input."""
+        known = {f.name for f in attrs.fields(cls)} - {"extra", "name", "commands"}
+        direct = {k: kwargs.pop(k) for k in list(kwargs) if k in known}
+        return cls(
+            name=name,
+            commands=args,
+            scriptname=scriptname,
+            qtime=qtime,
+            submit_flags=submit_flags,
+            variables=variables,
+            output=output,
+            error=error,
+            nodes=nodes,
+            cpus=cpus,
+            gpus=gpus,
+            extra=kwargs,
+            **direct,
+        )

@@ -1,0 +1,171 @@
+"""``HPCLauncher``: starting a (parallel) program, and parsing launcher arguments.
+
+Kept free of heavy imports: ``hpc-launch`` imports this on every call.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, NamedTuple, NoReturn
+
+from .errors import InvalidJobError, LauncherNotFoundError
+from .locate import locate_config_file
+
+if TYPE_CHECKING:
+    from .config import LauncherSettings
+
+NP_FLAGS = ("-n", "-np", "--n", "--np")
+
+
+class Segment(NamedTuple):
+    """One program of a launch: its process count, launcher options and argv."""
+
+    nprocs: int | None
+    options: list[str]
+    program: list[str]
+
+
+def _count(flag: str, value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise InvalidJobError(f"{flag} {value!r}: expected a whole number of processes >= 1")
+    return int(value)
+
+
+def parse_segments(args: Sequence[str]) -> list[Segment]:
+    """Split ``[-n N] [options] program args [: [-n N] program args ...]`` into segments.
+
+    Options before the program are kept for the launcher; one that takes a separate
+    value must be written ``--opt=value``, or ``--`` must stand before the program.
+    """
+    segments: list[list[str]] = [[]]
+    for arg in args:
+        if arg == ":":
+            segments.append([])
+        else:
+            segments[-1].append(arg)
+    parsed = []
+    for number, tokens in enumerate(segments, 1):
+        nprocs, options, i = None, [], 0
+        while i < len(tokens) and tokens[i].startswith("-"):
+            token = tokens[i]
+            flag, eq, value = token.partition("=")
+            if token == "--":
+                i += 1
+                break
+            if flag in NP_FLAGS:
+                if not eq:
+                    if i + 1 >= len(tokens):
+                        raise InvalidJobError(f"{token} needs a number of processes")
+                    i += 1
+                    value = tokens[i]
+                nprocs = _count(flag, value)
+            else:
+                options.append(token)
+            i += 1
+        if i >= len(tokens):
+            where = f" in segment {number}" if len(segments) > 1 else ""
+            raise InvalidJobError(f"no program to launch{where}: {' '.join(tokens) or '(empty)'}")
+        parsed.append(Segment(nprocs, options, list(tokens[i:])))
+    return parsed
+
+
+class HPCLauncher(abc.ABC):
+    """A program starter (``mpiexec``, ``srun``, ...).
+
+    Subclasses set ``name``, ``executables`` (names looked up on PATH) and, where
+    needed, override ``segment_argv`` (how ``-n N`` is spelled) and ``environment``.
+    """
+
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    executables: ClassVar[tuple[str, ...]] = ()
+    np_flag: ClassVar[str] = "-n"
+    supports_mpmd: ClassVar[bool] = True
+
+    def __init__(self, config_file: str | os.PathLike[str] | None = None) -> None:
+        self.config_file = config_file
+        settings = self._settings(config_file)
+        self.configured_executable = settings.executable if settings else None
+        self.configured_args = list(settings.default_args) if settings else []
+        self.vendor_args: Mapping[str, Sequence[str]] = settings.vendor_args if settings else {}
+
+    def _settings(self, config_file: str | os.PathLike[str] | None) -> LauncherSettings | None:
+        if locate_config_file(config_file) is None:
+            return None  # no file: skip the TOML parser and attrs on the hot path
+        from .config import load_config
+
+        launchers = load_config(config_file).launchers
+        for name in (self.name, *self.aliases):
+            if name in launchers:
+                return launchers[name]
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+    @classmethod
+    def matches(cls, name: str | None) -> bool:
+        """True if ``name`` names this launcher (case-insensitive)."""
+        return name is not None and name.lower() in (cls.name, *cls.aliases)
+
+    @property
+    def executable(self) -> str:
+        """The launcher program's full path; ``LauncherNotFoundError`` if it is missing."""
+        candidates = [self.configured_executable] if self.configured_executable else list(
+            self.executables)
+        for candidate in candidates:
+            found = shutil.which(candidate)
+            if found:
+                return found
+        raise LauncherNotFoundError(
+            f"launcher {self.name!r}: {' or '.join(candidates)} not found on PATH; install it "
+            f"or set [launchers.{self.name}] executable in hpc_connect.toml")
+
+    @property
+    def default_args(self) -> list[str]:
+        """Options placed right after the executable on every launch."""
+        return list(self.configured_args)
+
+    def environment(self, segments: Sequence[Segment]) -> dict[str, str]:
+        """Variables the launch needs on top of the caller's environment."""
+        return {}
+
+    def segment_argv(self, segment: Segment) -> list[str]:
+        """One segment's arguments, with the process count in this launcher's spelling."""
+        count = [self.np_flag, str(segment.nprocs)] if segment.nprocs is not None else []
+        return [*count, *segment.options, *segment.program]
+
+    def segments_argv(self, segments: Sequence[Segment]) -> list[str]:
+        if len(segments) > 1 and not self.supports_mpmd:
+            raise InvalidJobError(
+                f"launcher {self.name!r} does not support ':'-separated MPMD programs")
+        argv: list[str] = []
+        for i, segment in enumerate(segments):
+            argv += ([":"] if i else []) + self.segment_argv(segment)
+        return argv
+
+    def build_argv(self, args: Sequence[str]) -> list[str]:
+        """The full command line for ``[-n N] program args [: ...]``."""
+        segments = parse_segments(args)
+        return [self.executable, *self.default_args, *self.segments_argv(segments)]
+
+    def command(self, args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+        """``build_argv(args)`` and the extra environment it needs."""
+        return self.build_argv(args), self.environment(parse_segments(args))
+
+    def launch(self, args: Sequence[str]) -> int:
+        """Run the program to completion and return its exit status."""
+        import subprocess
+
+        argv, extra = self.command(args)
+        return subprocess.run(argv, env={**os.environ, **extra}).returncode
+
+    def exec(self, args: Sequence[str]) -> NoReturn:
+        """Replace this process with the launcher: signals and exit status go straight through."""
+        argv, extra = self.command(args)
+        sys.stdout.flush()
+        os.execve(argv[0], argv, {**os.environ, **extra})

@@ -1,0 +1,38 @@
+"""Where configuration comes from; cheap to import (no attrs, no TOML parser)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_CONFIG = "HPC_CONNECT_CONFIG"
+ENV_BACKEND = "HPC_CONNECT_BACKEND"
+ENV_LAUNCHER = "HPC_CONNECT_LAUNCHER"
+ENV_POLLING_INTERVAL = "HPC_CONNECT_POLLING_INTERVAL"
+LOCAL_NAME = "hpc_connect.toml"
+
+
+def user_config_file() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "hpc_connect" / "config.toml"
+
+
+def locate_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The configuration file in force: ``explicit``, ``$HPC_CONNECT_CONFIG``,
+    ``./hpc_connect.toml``, then the user's ``~/.config/hpc_connect/config.toml``.
+
+    An explicitly named file (argument or variable) must exist.
+    """
+    named = explicit if explicit is not None else os.environ.get(ENV_CONFIG) or None
+    if named is not None:
+        path = Path(named)
+        if not path.is_file():
+            from .errors import ConfigError
+
+            origin = "config_file" if explicit is not None else f"${ENV_CONFIG}"
+            raise ConfigError(f"{origin}={os.fspath(named)!r}: no such file")
+        return path
+    for path in (Path(LOCAL_NAME), user_config_file()):
+        if path.is_file():
+            return path
+    return None

@@ -1,0 +1,97 @@
+"""``HPCProcess``: a submitted job, and ``JobState``, where it is in its life."""
+
+from __future__ import annotations
+
+import enum
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .backend import HPCBackend
+    from .job import JobSpec
+
+
+class JobState(enum.Enum):
+    """The life of a job. The last five are final."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed-out"
+    LOST = "lost"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (JobState.PENDING, JobState.RUNNING)
+
+
+class HPCProcess:
+    """A job handed to a backend.
+
+    ``returncode`` is ``None`` until the job is final. ``poll()`` refreshes the state
+    (through the backend, so many processes can share one scheduler query) and returns
+    ``returncode``. ``reason`` says in words why a job did not complete.
+    """
+
+    def __init__(self, backend: HPCBackend, spec: JobSpec, jobid: str) -> None:
+        self.backend = backend
+        self.spec = spec
+        self.jobid = jobid
+        self.state = JobState.PENDING
+        self.returncode: int | None = None
+        self.reason = ""
+        self.submitted_at = time.monotonic()
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.spec.name!r} jobid={self.jobid} "
+            f"state={self.state.value} returncode={self.returncode}>"
+        )
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def done(self) -> bool:
+        return self.state.is_final
+
+    def poll(self) -> int | None:
+        """Refresh the state and return ``returncode`` (``None`` while not final)."""
+        if not self.done:
+            self.backend.poll_many([self])
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until the job is final and return ``returncode``.
+
+        Raises ``TimeoutError`` after ``timeout`` seconds; the job is left alone.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = min(0.05, self.backend.polling_interval)
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {self.jobid} ({self.name!r}) still {self.state.value}")
+            pause = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
+            time.sleep(pause)
+            delay = min(delay * 2, self.backend.polling_interval)
+        assert self.returncode is not None
+        return self.returncode
+
+    def cancel(self) -> None:
+        """Cancel the job (and, where the backend can, every process it started)."""
+        if not self.done:
+            self.backend.cancel_many([self])
+
+    def set_state(self, state: JobState, returncode: int | None = None, reason: str = "") -> None:
+        """Record a state reported by the backend; a final state is never changed again."""
+        if self.done:
+            return
+        self.state = state
+        if state.is_final:
+            if returncode is None:
+                returncode = 0 if state is JobState.COMPLETED else 1
+            self.returncode = returncode
+            self.reason = reason
