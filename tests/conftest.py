@@ -1,0 +1,40 @@
+"""Shared fixtures: the real one-node Slurm cluster and process-table helpers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+CLUSTER = HERE / "slurm" / "cluster.sh"
+IN_CI = os.environ.get("CI") == "true"
+
+
+def _unavailable(reason: str) -> None:
+    """Under CI=true the Slurm tests must run: a missing cluster is a failure there."""
+    if IN_CI:
+        pytest.fail(f"Slurm cluster needed under CI=true: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[str]:
+    """Start (or reuse) the one-node Slurm of tests/slurm/cluster.sh; yield its SLURM_CONF."""
+    if shutil.which("slurmctld") is None or shutil.which("munged") is None:
+        _unavailable("slurm-wlm and munge are not installed (apt-get install slurm-wlm munge)")
+    if os.geteuid() != 0:
+        _unavailable("the test cluster runs slurmctld/slurmd as root")
+    started = subprocess.run(["bash", str(CLUSTER), "start"], capture_output=True, text=True,
+                             timeout=240)
+    if started.returncode != 0:
+        _unavailable(f"cluster.sh start failed: {started.stderr.strip()[-2000:]}")
+    conf = started.stdout.strip().splitlines()[-1]
+    os.environ["SLURM_CONF"] = conf
+    yield conf
+    subprocess.run(["scancel", "--user", "root"], capture_output=True, timeout=60,
+                   env={**os.environ, "SLURM_CONF": conf})
