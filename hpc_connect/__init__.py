@@ -37,7 +37,30 @@ _EXPORTS = {
     "SchedulerError": "errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BatchBackend",
+    "Config",
+    "ConfigError",
+    "HPCBackend",
+    "HPCConnectError",
+    "HPCLauncher",
+    "HPCProcess",
+    "InvalidJobError",
+    "JobSpec",
+    "JobState",
+    "LauncherNotFoundError",
+    "SchedulerError",
+    "SchedulerStatus",
+    "SubmitError",
+    "UnknownBackendError",
+    "backends",
+    "get_backend",
+    "get_launcher",
+    "hookimpl",
+    "hookspec",
+    "launchers",
+    "load_config",
+]
 
 if TYPE_CHECKING:
     from .backend import HPCBackend

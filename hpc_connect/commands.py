@@ -36,7 +36,8 @@ def _info(config_file: str | None) -> int:
     config = load_config(config_file)
     print(f"config file: {config.source or '(none: defaults and environment)'}")
     print(f"default backend: {config.backend or 'shell'}")
-    print(f"default launcher: {config.launcher or '(the backend\'s own)'}")
+    own = "(each backend's own)"
+    print(f"default launcher: {config.launcher or own}")
     print("backends:")
     for cls, source in backend_classes():
         aliases = f" (also: {', '.join(cls.aliases)})" if cls.aliases else ""

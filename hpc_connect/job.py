@@ -16,27 +16,20 @@ from .errors import InvalidJobError
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-def _count(field: str, *, minimum: int = 1) -> Any:
-    def convert(value: Any) -> int | None:
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | str | float):
-            raise InvalidJobError(f"{field}={value!r}: expected a whole number >= {minimum}")
-        try:
-            number = int(value) if not isinstance(value, float) else value
-        except ValueError:
-            raise InvalidJobError(
-                f"{field}={value!r}: expected a whole number >= {minimum}"
-            ) from None
-        if isinstance(number, float):
-            if not number.is_integer():
-                raise InvalidJobError(f"{field}={value!r}: expected a whole number >= {minimum}")
-            number = int(number)
-        if number < minimum:
-            raise InvalidJobError(f"{field}={value!r}: expected a whole number >= {minimum}")
-        return number
-
-    return convert
+def _count(field: str, value: Any, minimum: int = 1) -> int | None:
+    """A whole number >= ``minimum`` (``None`` stays ``None``)."""
+    if value is None:
+        return None
+    problem = InvalidJobError(f"{field}={value!r}: expected a whole number >= {minimum}")
+    if isinstance(value, bool) or not isinstance(value, int | str | float):
+        raise problem
+    try:
+        number = float(value) if isinstance(value, float | str) else value
+    except ValueError:
+        raise problem from None
+    if (isinstance(number, float) and not number.is_integer()) or number < minimum:
+        raise problem
+    return int(number)
 
 
 def _qtime(value: Any) -> float | None:
@@ -79,17 +72,12 @@ def _commands(value: Any) -> tuple[str, ...]:
     return commands
 
 
-def _path(field: str) -> Any:
-    def convert(value: Any) -> Path | None:
-        if value is None:
-            return None
-        if not isinstance(value, str | os.PathLike):
-            raise InvalidJobError(f"{field}={value!r}: expected a file path")
-        path = Path(value)
-        _single_line(field, str(path))
-        return path
-
-    return convert
+def _path(field: str, value: Any) -> Path | None:
+    if value is None:
+        return None
+    if not isinstance(value, str | os.PathLike):
+        raise InvalidJobError(f"{field}={value!r}: expected a file path")
+    return Path(_single_line(field, os.fspath(value)))
 
 
 def _flags(value: Any) -> tuple[str, ...]:
@@ -109,10 +97,13 @@ def _flags(value: Any) -> tuple[str, ...]:
 def _variables(value: Any) -> tuple[tuple[str, str | None], ...]:
     if value is None:
         return ()
-    if not isinstance(value, Mapping):
+    if isinstance(value, Mapping):
+        value = value.items()
+    elif not isinstance(value, tuple) or not all(
+            isinstance(pair, tuple) and len(pair) == 2 for pair in value):
         raise InvalidJobError(f"variables={value!r}: expected a mapping of name to value or None")
     items = []
-    for key, val in value.items():
+    for key, val in value:
         if not isinstance(key, str) or not _IDENTIFIER.match(key):
             raise InvalidJobError(
                 f"variables: {key!r} is not a valid environment variable name "
@@ -122,8 +113,45 @@ def _variables(value: Any) -> tuple[tuple[str, str | None], ...]:
             raise InvalidJobError(f"variables[{key!r}]={val!r}: expected a string or None")
         if val is not None and "\0" in str(val):
             raise InvalidJobError(f"variables[{key!r}]: value contains a NUL byte")
-        items.append((key, None if val is None else os.fspath(val) if isinstance(val, os.PathLike) else str(val)))
+        text = os.fspath(val) if isinstance(val, os.PathLike) else val
+        items.append((key, None if text is None else str(text)))
     return tuple(items)
+
+
+def _scriptname(value: Any) -> Path | None:
+    return _path("scriptname", value)
+
+
+def _output(value: Any) -> Path | None:
+    return _path("output", value)
+
+
+def _error(value: Any) -> Path | None:
+    return _path("error", value)
+
+
+def _nodes(value: Any) -> int | None:
+    return _count("nodes", value)
+
+
+def _cpus(value: Any) -> int | None:
+    return _count("cpus", value)
+
+
+def _gpus(value: Any) -> int | None:
+    return _count("gpus", value, 0)
+
+
+def _tasks(value: Any) -> int | None:
+    return _count("tasks", value)
+
+
+def _memory_mb(value: Any) -> int | None:
+    return _count("memory_mb", value)
+
+
+def _workdir(value: Any) -> Path | None:
+    return _path("workdir", value)
 
 
 @attrs.frozen(kw_only=True)
@@ -138,18 +166,18 @@ class JobSpec:
 
     name: str = attrs.field(converter=_name)
     commands: tuple[str, ...] = attrs.field(converter=_commands)
-    scriptname: Path | None = attrs.field(default=None, converter=_path("scriptname"))
+    scriptname: Path | None = attrs.field(default=None, converter=_scriptname)
     qtime: float | None = attrs.field(default=None, converter=_qtime)
     submit_flags: tuple[str, ...] = attrs.field(default=(), converter=_flags)
     variables: tuple[tuple[str, str | None], ...] = attrs.field(default=(), converter=_variables)
-    output: Path | None = attrs.field(default=None, converter=_path("output"))
-    error: Path | None = attrs.field(default=None, converter=_path("error"))
-    nodes: int | None = attrs.field(default=None, converter=_count("nodes"))
-    cpus: int | None = attrs.field(default=None, converter=_count("cpus"))
-    gpus: int | None = attrs.field(default=None, converter=_count("gpus", minimum=0))
-    tasks: int | None = attrs.field(default=None, converter=_count("tasks"))
-    memory_mb: int | None = attrs.field(default=None, converter=_count("memory_mb"))
-    workdir: Path | None = attrs.field(default=None, converter=_path("workdir"))
+    output: Path | None = attrs.field(default=None, converter=_output)
+    error: Path | None = attrs.field(default=None, converter=_error)
+    nodes: int | None = attrs.field(default=None, converter=_nodes)
+    cpus: int | None = attrs.field(default=None, converter=_cpus)
+    gpus: int | None = attrs.field(default=None, converter=_gpus)
+    tasks: int | None = attrs.field(default=None, converter=_tasks)
+    memory_mb: int | None = attrs.field(default=None, converter=_memory_mb)
+    workdir: Path | None = attrs.field(default=None, converter=_workdir)
     extra: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
 
     @property

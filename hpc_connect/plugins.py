@@ -28,11 +28,11 @@ class HookSpecs:
     """The hooks a plugin may implement."""
 
     @hookspec
-    def hpc_connect_backend(self) -> type[HPCBackend] | list[type[HPCBackend]] | None:  # type: ignore[empty-body]
+    def hpc_connect_backend(self) -> type[HPCBackend] | list[type[HPCBackend]] | None:
         """Return an ``HPCBackend`` subclass (or a list of them)."""
 
     @hookspec
-    def hpc_connect_launcher(self) -> type[HPCLauncher] | list[type[HPCLauncher]] | None:  # type: ignore[empty-body]
+    def hpc_connect_launcher(self) -> type[HPCLauncher] | list[type[HPCLauncher]] | None:
         """Return an ``HPCLauncher`` subclass (or a list of them)."""
 
 

@@ -7,6 +7,7 @@ coreutils ``timeout``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -60,10 +61,8 @@ def kill_session(sid: int, grace: float) -> None:
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 1.0)):
         pids = session_members(sid) if os.path.isdir("/proc") else [sid]
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + wait
         while pids and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -142,8 +141,7 @@ class ShellBackend(HPCBackend):
                 process.set_state(JobState.TIMED_OUT, 124, f"time limit of {qtime:g}s reached")
             return
         kill_session(process.popen.pid, self.cancel_grace)  # background children left behind
-        recorded = process.files.read_exitcode()
-        if qtime is not None and rc in (124, 137) and recorded is None and elapsed >= qtime:
+        if qtime is not None and rc in (124, 137) and elapsed >= qtime:  # coreutils timeout
             process.set_state(JobState.TIMED_OUT, rc, f"time limit of {qtime:g}s reached")
         elif rc == 0:
             process.set_state(JobState.COMPLETED, 0)
@@ -153,10 +151,8 @@ class ShellBackend(HPCBackend):
     def cancel_many(self, processes: Iterable[HPCProcess]) -> None:
         live = [p for p in processes if isinstance(p, ShellProcess) and not p.done]
         for process in live:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.popen.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         for process in live:
             kill_session(process.popen.pid, self.cancel_grace)
             rc = process.popen.wait()
