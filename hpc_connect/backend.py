@@ -8,6 +8,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+import attrs
+
 from .job import JobSpec
 from .process import HPCProcess
 
@@ -69,7 +71,7 @@ class HPCBackend(abc.ABC):
             args,
             scriptname=scriptname,
             qtime=qtime,
-            submit_flags=[*self.default_submit_flags, *(submit_flags or ())],
+            submit_flags=submit_flags,
             variables=variables,
             output=output,
             error=error,
@@ -78,7 +80,13 @@ class HPCBackend(abc.ABC):
             gpus=gpus,
             **kwargs,
         )
-        return self.submit_spec(spec)
+        return self.submit_spec(self._with_defaults(spec))
+
+    def _with_defaults(self, spec: JobSpec) -> JobSpec:
+        """``spec`` with the backend's configured submit flags in front of its own."""
+        if not self.default_submit_flags:
+            return spec
+        return attrs.evolve(spec, submit_flags=(*self.default_submit_flags, *spec.submit_flags))
 
     def submitn(
         self, names: Sequence[str], args: Sequence[Sequence[str]], **kwargs: Any
@@ -94,12 +102,9 @@ class HPCBackend(abc.ABC):
         for key, values in per_job.items():
             if len(values) != len(names):
                 raise ValueError(f"submitn: {key} has {len(values)} entries for {len(names)} jobs")
-        flags = [*self.default_submit_flags, *(kwargs.pop("submit_flags", None) or ())]
         specs = [
-            JobSpec.from_submit(
-                name, cmds, submit_flags=flags,
-                **{k: v[i] for k, v in per_job.items()}, **kwargs,
-            )
+            self._with_defaults(JobSpec.from_submit(
+                name, cmds, **{k: v[i] for k, v in per_job.items()}, **kwargs))
             for i, (name, cmds) in enumerate(zip(names, args, strict=True))
         ]
         return self.submit_specs(specs)
