@@ -1,0 +1,179 @@
+"""The executor: Snakemake jobs in, ``hpc_connect`` submissions out.
+
+It only translates: resources become ``submit`` keyword arguments (resources.py),
+the status of every active job comes from one ``backend.poll_many`` per cycle, and
+Ctrl-C cancels every live job with one ``backend.cancel_many``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import threading
+import uuid
+from collections.abc import AsyncGenerator
+from pathlib import Path
+from typing import Any
+
+from snakemake_interface_common.exceptions import WorkflowError
+from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
+from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
+from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
+from snakemake_interface_executor_plugins.utils import format_cli_arg
+
+from hpc_connect import HPCProcess, JobState, get_backend
+from hpc_connect.errors import HPCConnectError, InvalidJobError
+
+from .logs import log_path, safe
+from .mpi import add_rule_defaults, mpi_default
+from .resources import submit_kwargs
+from .settings import DEFAULT_LOGDIR, ExecutorSettings
+
+#: longest pause between status queries after repeated scheduler hiccups
+MAX_BACKOFF = 60.0
+
+
+class Executor(RemoteExecutor):  # type: ignore[misc]
+    """Runs each Snakemake job as one ``hpc_connect`` job."""
+
+    def __post_init__(self) -> None:
+        settings = self.workflow.executor_settings or ExecutorSettings()
+        options: dict[str, Any] = {}
+        try:
+            flags = shlex.split(settings.submit_flags or "")
+        except ValueError as exc:
+            raise WorkflowError(
+                f"--hpc-connect-submit-flags={settings.submit_flags!r}: {exc}") from None
+        if flags:
+            options["submit_flags"] = flags
+        if settings.polling_interval is not None:
+            if not settings.polling_interval > 0:
+                raise WorkflowError(f"--hpc-connect-polling-interval="
+                                    f"{settings.polling_interval!r}: expected seconds > 0")
+            options["polling_interval"] = settings.polling_interval
+        try:
+            self.backend = get_backend(settings.backend or None, **options)
+            self.mpi = mpi_default(settings.launcher or self.backend.launcher)
+        except HPCConnectError as exc:
+            raise WorkflowError(f"hpc-connect: {exc}") from None
+        add_rule_defaults(getattr(self.workflow, "rules", ()), self.mpi)
+        self.run_id = uuid.uuid4().hex[:8]
+        self.logdir = Path(self.workflow.workdir_init) / (settings.logdir or DEFAULT_LOGDIR)
+        self.keep_logs = bool(settings.keep_successful_logs)
+        self.interval = self.backend.polling_interval
+        self.next_seconds_between_status_checks = self.interval
+        self.status_failures = 0
+        self.live: dict[int, HPCProcess] = {}  # every submitted, unfinished job
+        self.live_lock = threading.Lock()
+        self.logger.info(
+            f"hpc-connect: backend {self.backend.name}, run {self.run_id}, "
+            f"resources.mpi default {self.mpi.command or '(none: ' + self.mpi.problem + ')'}, "
+            f"logs in {self.logdir}")
+
+    # ---- the inner Snakemake command ------------------------------------------------
+    def additional_general_args(self) -> str:
+        """Give the job's Snakemake our ``resources.mpi`` default (rules may override it)."""
+        entry = self.mpi.resource_arg()
+        parsed = getattr(self.workflow.resource_settings, "_parsed_default_resources", None)
+        if entry is None or parsed is None or "mpi" in parsed:
+            return ""
+        # a later --default-resources replaces the earlier one: repeat the user's entries
+        return str(format_cli_arg("--default-resources", [*parsed.args, entry],
+                                  base64_encode=True))
+
+    # ---- submission -----------------------------------------------------------------
+    def run_job(self, job: JobExecutorInterface) -> None:
+        info = SubmittedJobInfo(job)
+        what = f"group {job.name}" if job.is_group() else f"rule {job.name}"
+        resources = dict(job.resources.items())
+        try:
+            kwargs = submit_kwargs(
+                resources, threads=job.threads, backend=self.backend.name,
+                mpi_available=self.mpi.command is not None, mpi_problem=self.mpi.problem)
+        except InvalidJobError as exc:
+            self.report_job_error(info, msg=f"hpc-connect: {what}: {exc}. ")
+            return
+        variables: dict[str, str | None] = {"SNAKEMAKE_PROFILE": None}  # no recursion
+        if kwargs.get("tasks") and "mpi" not in resources:
+            variables.update(self.mpi.variables)
+        wildcards = {} if job.is_group() else dict(getattr(job, "wildcards_dict", {}) or {})
+        log = log_path(self.logdir, rule=job.name, wildcards=wildcards, jobid=job.jobid,
+                       attempt=job.attempt, group=job.is_group())
+        name = f"smk-{self.run_id}-{safe(job.name, 60)}-{job.jobid}"
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            process = self.backend.submit(
+                name, [self.format_job_exec(job)], scriptname=Path(self.tmpdir) / f"{name}.sh",
+                output=log, variables=variables, workdir=self.workflow.workdir_init, **kwargs)
+        except (HPCConnectError, OSError) as exc:
+            self.report_job_error(info, msg=f"hpc-connect: {what}: {exc}. ")
+            return
+        with self.live_lock:
+            self.live[id(process)] = process
+        info.external_jobid = process.jobid
+        info.aux = {"process": process, "log": log}
+        self.logger.info(f"hpc-connect: job {job.jobid} is {self.backend.name} job "
+                         f"{process.jobid} ({name}); log: {log}")
+        self.report_job_submission(info)
+
+    # ---- status ---------------------------------------------------------------------
+    async def check_active_jobs(
+        self, active_jobs: list[SubmittedJobInfo]
+    ) -> AsyncGenerator[SubmittedJobInfo, None]:
+        """One ``poll_many`` for all jobs; a failing query leaves every job active."""
+        if not active_jobs:
+            return
+        processes = [info.aux["process"] for info in active_jobs]
+        failed: Exception | None = None
+        async with self.status_rate_limiter:
+            try:
+                self.backend.poll_many(processes)
+            except Exception as exc:  # a scheduler hiccup never fails a job
+                failed = exc
+        if failed is not None:
+            self.status_failures += 1
+            self.next_seconds_between_status_checks = min(
+                MAX_BACKOFF, self.interval * 2 ** min(self.status_failures, 10))
+            self.logger.warning(
+                f"hpc-connect: status query failed ({type(failed).__name__}: {failed}); "
+                f"asking again in {self.next_seconds_between_status_checks:g}s")
+            for info in active_jobs:
+                yield info
+            return
+        if self.status_failures:
+            self.status_failures = 0
+            self.next_seconds_between_status_checks = self.interval
+        for info in active_jobs:
+            process: HPCProcess = info.aux["process"]
+            if not process.done:
+                yield info
+                continue
+            with self.live_lock:
+                self.live.pop(id(process), None)
+            log: Path = info.aux["log"]
+            if process.state is JobState.COMPLETED:
+                self.report_job_success(info)
+                if not self.keep_logs:
+                    log.unlink(missing_ok=True)
+            else:
+                reason = process.reason or f"exit code {process.returncode}"
+                self.report_job_error(
+                    info, msg=f"hpc-connect: {self.backend.name} job {process.jobid} "
+                    f"{process.state.value}: {reason}; log: {log}. ", aux_logs=[str(log)])
+
+    # ---- cancel ---------------------------------------------------------------------
+    def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
+        """Cancel every live job (also those a status cycle holds) with one call."""
+        with self.live_lock:
+            processes = {id(p): p for p in self.live.values()}
+        for info in active_jobs:
+            if info.aux:
+                processes[id(info.aux["process"])] = info.aux["process"]
+        live = [p for p in processes.values() if not p.done]
+        if not live:
+            return
+        self.logger.info(f"hpc-connect: cancelling {len(live)} {self.backend.name} job(s)")
+        try:
+            self.backend.cancel_many(live)
+        except Exception as exc:
+            ids = " ".join(p.jobid for p in live)
+            self.logger.error(f"hpc-connect: cancelling jobs {ids} failed: {exc}")

@@ -1,0 +1,64 @@
+"""``--hpc-connect-*`` settings (also ``SNAKEMAKE_HPC_CONNECT_*`` variables and profile keys)."""
+
+# Snakemake reads the field types at run time: no postponed annotations, and
+# ``Optional[...]`` rather than ``X | None`` (its argparse bridge needs typing.Union).
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from snakemake_interface_executor_plugins.settings import ExecutorSettingsBase
+
+DEFAULT_LOGDIR = Path(".snakemake") / "hpc_connect_logs"
+
+
+@dataclass
+class ExecutorSettings(ExecutorSettingsBase):  # type: ignore[misc]
+    """What a user may set; scheduler specifics (account, partition, requeue) are submit flags."""
+
+    backend: Optional[str] = field(  # noqa: UP045
+        default=None,
+        metadata={
+            "help": "hpc_connect backend that runs the jobs (shell, slurm, pbs, lsf, flux, "
+            "or a plugin's name). Default: hpc_connect's configured backend "
+            "($HPC_CONNECT_BACKEND or hpc_connect.toml), else shell.",
+            "env_var": True,
+        },
+    )
+    launcher: Optional[str] = field(  # noqa: UP045
+        default=None,
+        metadata={
+            "help": "Launcher behind the default of {resources.mpi} (mpi, srun, ...). "
+            "Default: the backend's own (mpiexec for shell, srun for slurm).",
+            "env_var": True,
+        },
+    )
+    submit_flags: Optional[str] = field(  # noqa: UP045
+        default=None,
+        metadata={
+            "help": "Extra scheduler flags for every job, one shell-quoted string, e.g. "
+            "\"--account=abc --partition=short --requeue\". Per rule: the resource "
+            "<backend>_extra (e.g. slurm_extra) or hpc_connect_submit_flags.",
+            "env_var": True,
+        },
+    )
+    logdir: Optional[Path] = field(  # noqa: UP045
+        default=None,
+        metadata={
+            "help": f"Folder of the job logs (default: {DEFAULT_LOGDIR}); each job logs to "
+            "<logdir>/rule_<rule>/<wildcards>/<jobid>.log.",
+            "env_var": True,
+        },
+    )
+    keep_successful_logs: bool = field(
+        default=False,
+        metadata={"help": "Keep the logs of jobs that succeeded (default: delete them).",
+                  "env_var": True},
+    )
+    polling_interval: Optional[float] = field(  # noqa: UP045
+        default=None,
+        metadata={
+            "help": "Seconds between status queries (one query covers every job). Default: "
+            "the backend's (0.1 s for shell, several seconds for schedulers).",
+            "env_var": True,
+        },
+    )
