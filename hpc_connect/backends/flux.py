@@ -1,0 +1,160 @@
+"""The ``flux`` backend: ``flux batch`` / ``flux jobs --json`` / ``flux cancel``.
+
+Resources: ``flux batch`` allocates *slots*. ``nodes`` → ``-N``; ``gpus`` → one slot per
+GPU (``-n G -g 1``) with ``-c ceil(cpus/G)`` cores each; otherwise ``-n`` slots of one
+core for ``cpus`` (or ``tasks``), default ``-n 1`` (``flux batch`` needs ``-n`` or
+``-N``). ``qtime`` → ``-t <seconds>s``. Flux has no portable memory request:
+``memory_mb`` is not passed. Options go on the command line and, for the record, into
+``# flux:`` directive lines (which flux parses with shell quoting rules).
+
+Ids: ``flux batch`` prints an F58 id (``ƒ2xyz...``, or ``f2xyz...`` in a non-UTF-8
+locale); ``flux jobs --json`` reports ids as integers. Statuses are keyed by every
+spelling, so a job is found whichever form it was submitted under.
+
+Status: ONE ``flux jobs -a --json <ids...>`` per cycle (flux-core >= 0.50). With one
+id it prints that job's object, with several ``{"jobs": [...]}``; unknown ids are
+left out. ``returncode`` is the highest task exit code, or -signal; -128 means the
+job was cancelled before it started.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from ..batch import BatchBackend, SchedulerStatus
+from ..errors import SubmitError
+from ..job import JobSpec
+from ..process import JobState
+from ..script import JobFiles
+from ._common import Option, directive_lines, last_line, option_argv, tolerant_status_ok
+from .shell import signal_reason
+
+F58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_STATES = {
+    "NEW": JobState.PENDING, "DEPEND": JobState.PENDING, "PRIORITY": JobState.PENDING,
+    "SCHED": JobState.PENDING, "RUN": JobState.RUNNING, "CLEANUP": JobState.RUNNING,
+}
+_RESULTS = {
+    "COMPLETED": JobState.COMPLETED, "FAILED": JobState.FAILED,
+    "CANCELED": JobState.CANCELLED, "TIMEOUT": JobState.TIMED_OUT,
+}
+
+
+def f58_encode(number: int) -> str:
+    """An integer job id in RFC 19 F58, without the ``ƒ`` prefix."""
+    digits = ""
+    while True:
+        number, rest = divmod(number, 58)
+        digits = F58[rest] + digits
+        if number == 0:
+            return digits
+
+
+def parse_id(text: str) -> int:
+    """A job id printed by flux (``ƒ...``/``f...`` F58 or decimal) as an integer."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    if text[:1] in ("ƒ", "f") and len(text) > 1 and all(c in F58 for c in text[1:]):
+        number = 0
+        for char in text[1:]:
+            number = number * 58 + F58.index(char)
+        return number
+    raise ValueError(f"not a flux job id: {text!r}")
+
+
+def spellings(number: int) -> tuple[str, str, str]:
+    """Decimal, ``ƒ`` F58 and ASCII ``f`` F58 forms of a job id."""
+    code = f58_encode(number)
+    return str(number), "ƒ" + code, "f" + code
+
+
+def parse_jobs_json(stdout: str) -> list[dict[str, Any]]:
+    """``flux jobs --json`` → job objects (one object, ``{"jobs": [...]}``, or nothing)."""
+    if not stdout.strip():
+        return []
+    data = json.loads(stdout)
+    jobs = data.get("jobs", [data])
+    if not isinstance(jobs, list) or not all("id" in job for job in jobs):
+        raise ValueError("flux jobs JSON without job ids")
+    return jobs
+
+
+def job_status(job: dict[str, Any]) -> SchedulerStatus:
+    """One ``flux jobs --json`` object → its status."""
+    state = str(job.get("state", ""))
+    if state != "INACTIVE":
+        return SchedulerStatus(_STATES.get(state, JobState.PENDING))
+    rc = job.get("returncode")
+    rc = rc if isinstance(rc, int) else None
+    result = _RESULTS.get(str(job.get("result", "")), JobState.FAILED)
+    exception = job.get("exception") or {}
+    note = " ".join(str(exception.get(k) or "") for k in ("type", "note")).strip()
+    if result is JobState.COMPLETED:
+        return SchedulerStatus(JobState.COMPLETED, 0)
+    if result is JobState.CANCELLED:
+        return SchedulerStatus(result, rc, f"cancelled: {note}" if note else "cancelled")
+    if result is JobState.TIMED_OUT:
+        return SchedulerStatus(result, rc, f"time limit reached{': ' + note if note else ''}")
+    words = signal_reason(rc) if rc is not None else "failed"
+    return SchedulerStatus(JobState.FAILED, rc, f"{words}: {note}" if note else words)
+
+
+class FluxBackend(BatchBackend):
+    """Flux (flux-core), inside or pointed at (``FLUX_URI``) a Flux instance."""
+
+    name: ClassVar[str] = "flux"
+    aliases: ClassVar[tuple[str, ...]] = ()
+    launcher: ClassVar[str] = "flux-run"
+    submit_program: ClassVar[str] = "flux"
+
+    def options(self, spec: JobSpec, files: JobFiles) -> list[Option]:
+        opts: list[Option] = [("--job-name", spec.name)]
+        if spec.nodes:
+            opts.append(("-N", str(spec.nodes)))
+        if spec.gpus:
+            opts += [("-n", str(spec.gpus)), ("-g", "1")]
+            if spec.cpus:
+                opts.append(("-c", str(-(-spec.cpus // spec.gpus))))
+        elif spec.cpus or spec.tasks or not spec.nodes:
+            opts.append(("-n", str(spec.cpus or spec.tasks or 1)))
+        if spec.qtime is not None:
+            opts.append(("-t", f"{-(-int(spec.qtime * 1000) // 1000)}s"))
+        opts.append(("--output", str(files.output)))
+        if not files.merged:
+            opts.append(("--error", str(files.error)))
+        return opts
+
+    def directives(self, spec: JobSpec, files: JobFiles) -> list[str]:
+        return directive_lines("# flux:", self.options(spec, files))
+
+    def submit_argv(self, spec: JobSpec, files: JobFiles) -> list[str]:
+        return ["flux", "batch", *option_argv(self.options(spec, files)), *spec.submit_flags,
+                str(files.script)]
+
+    def parse_jobid(self, stdout: str) -> str:
+        jobid = last_line(stdout)
+        try:
+            parse_id(jobid)
+        except ValueError:
+            raise SubmitError(f"flux: no job id in flux batch output {stdout.strip()!r}") from None
+        return jobid
+
+    def status_argv(self, jobids: Sequence[str]) -> list[str]:
+        return ["flux", "jobs", "-a", "--json", *jobids]
+
+    def parse_status(self, stdout: str) -> dict[str, SchedulerStatus]:
+        statuses = {}
+        for job in parse_jobs_json(stdout):
+            status = job_status(job)
+            for key in spellings(int(job["id"])):
+                statuses[key] = status
+        return statuses
+
+    def status_ok(self, result: Any) -> bool:
+        return tolerant_status_ok(result, parse_jobs_json, r"unknown job|not found|invalid job")
+
+    def cancel_argv(self, jobids: Sequence[str]) -> list[str]:
+        return ["flux", "cancel", *jobids]
