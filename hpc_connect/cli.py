@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
 
 from .errors import HPCConnectError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 LAUNCH_USAGE = """\
 usage: hpc-launch [--backend=NAME] [--config-file=FILE] [--dry-run] [launcher options]

@@ -7,26 +7,48 @@ from __future__ import annotations
 
 import abc
 import os
-import shutil
 import sys
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, ClassVar, NamedTuple, NoReturn
 
 from .errors import InvalidJobError, LauncherNotFoundError
 from .locate import locate_config_file
 
+TYPE_CHECKING = False  # typing, collections and shutil stay off hpc-launch's start-up path
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import ClassVar, NoReturn
+
     from .config import LauncherSettings
 
 NP_FLAGS = ("-n", "-np", "--n", "--np")
 
 
-class Segment(NamedTuple):
+class Segment:
     """One program of a launch: its process count, launcher options and argv."""
 
-    nprocs: int | None
-    options: list[str]
-    program: list[str]
+    __slots__ = ("nprocs", "options", "program")
+
+    def __init__(self, nprocs: int | None, options: list[str], program: list[str]) -> None:
+        self.nprocs = nprocs
+        self.options = options
+        self.program = program
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Segment) and (self.nprocs, self.options, self.program) == (
+            other.nprocs, other.options, other.program)
+
+    def __repr__(self) -> str:
+        return f"Segment({self.nprocs!r}, {self.options!r}, {self.program!r})"
+
+
+def which(program: str) -> str | None:
+    """``shutil.which`` without importing shutil: the full path of ``program`` or None."""
+    if os.sep in program:
+        return program if os.access(program, os.X_OK) and os.path.isfile(program) else None
+    for folder in os.get_exec_path():
+        path = os.path.join(folder, program)
+        if os.access(path, os.X_OK) and os.path.isfile(path):
+            return path
+    return None
 
 
 def _count(flag: str, value: str) -> int:
@@ -118,7 +140,7 @@ class HPCLauncher(abc.ABC):
         candidates = [self.configured_executable] if self.configured_executable else list(
             self.executables)
         for candidate in candidates:
-            found = shutil.which(candidate)
+            found = which(candidate)
             if found:
                 return found
         raise LauncherNotFoundError(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+TYPE_CHECKING = False  # pathlib and typing stay off hpc-launch's start-up path
+if TYPE_CHECKING:
+    from pathlib import Path
 
 ENV_CONFIG = "HPC_CONNECT_CONFIG"
 ENV_BACKEND = "HPC_CONNECT_BACKEND"
@@ -12,9 +15,9 @@ ENV_POLLING_INTERVAL = "HPC_CONNECT_POLLING_INTERVAL"
 LOCAL_NAME = "hpc_connect.toml"
 
 
-def user_config_file() -> Path:
+def user_config_file() -> str:
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "hpc_connect" / "config.toml"
+    return os.path.join(base, "hpc_connect", "config.toml")
 
 
 def locate_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
@@ -24,15 +27,18 @@ def locate_config_file(explicit: str | os.PathLike[str] | None = None) -> Path |
     An explicitly named file (argument or variable) must exist.
     """
     named = explicit if explicit is not None else os.environ.get(ENV_CONFIG) or None
+    found = None
     if named is not None:
-        path = Path(named)
-        if not path.is_file():
+        if not os.path.isfile(named):
             from .errors import ConfigError
 
             origin = "config_file" if explicit is not None else f"${ENV_CONFIG}"
             raise ConfigError(f"{origin}={os.fspath(named)!r}: no such file")
-        return path
-    for path in (Path(LOCAL_NAME), user_config_file()):
-        if path.is_file():
-            return path
-    return None
+        found = named
+    else:
+        found = next((p for p in (LOCAL_NAME, user_config_file()) if os.path.isfile(p)), None)
+    if found is None:
+        return None
+    from pathlib import Path
+
+    return Path(found)

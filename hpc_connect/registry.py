@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import TYPE_CHECKING, Any
 
 from .errors import UnknownBackendError
 from .locate import ENV_LAUNCHER, locate_config_file
 
+TYPE_CHECKING = False  # keep typing off hpc-launch's start-up path
 if TYPE_CHECKING:
+    from typing import Any
+
     from .backend import HPCBackend
     from .launcher import HPCLauncher
 

@@ -29,12 +29,17 @@ def slurm_cluster() -> Iterator[str]:
         _unavailable("slurm-wlm and munge are not installed (apt-get install slurm-wlm munge)")
     if os.geteuid() != 0:
         _unavailable("the test cluster runs slurmctld/slurmd as root")
-    started = subprocess.run(["bash", str(CLUSTER), "start"], capture_output=True, text=True,
-                             timeout=240)
+    started = subprocess.run(
+        ["bash", str(CLUSTER), "start"], capture_output=True, text=True, timeout=240
+    )
     if started.returncode != 0:
         _unavailable(f"cluster.sh start failed: {started.stderr.strip()[-2000:]}")
     conf = started.stdout.strip().splitlines()[-1]
     os.environ["SLURM_CONF"] = conf
     yield conf
-    subprocess.run(["scancel", "--user", "root"], capture_output=True, timeout=60,
-                   env={**os.environ, "SLURM_CONF": conf})
+    subprocess.run(
+        ["scancel", "--user", "root"],
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "SLURM_CONF": conf},
+    )

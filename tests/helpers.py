@@ -22,8 +22,9 @@ def processes_with(marker: str) -> list[psutil.Process]:
     return found
 
 
-def wait_until(condition: Callable[[], object], timeout: float = 30.0,
-               interval: float = 0.05) -> bool:
+def wait_until(
+    condition: Callable[[], object], timeout: float = 30.0, interval: float = 0.05
+) -> bool:
     """Poll ``condition`` until true or ``timeout`` seconds pass (bounded); return its truth."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -15,27 +15,30 @@ from hpc_connect import InvalidJobError, JobSpec
 from hpc_connect.script import JobFiles, render_script
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"cpus": 0}, "cpus=0: expected a whole number >= 1"),
-    ({"cpus": -2}, "cpus=-2: expected a whole number >= 1"),
-    ({"cpus": 1.5}, "cpus=1.5: expected a whole number >= 1"),
-    ({"cpus": "four"}, "cpus='four': expected a whole number >= 1"),
-    ({"cpus": True}, "cpus=True: expected a whole number >= 1"),
-    ({"nodes": 0}, "nodes=0"),
-    ({"gpus": -1}, "gpus=-1: expected a whole number >= 0"),
-    ({"qtime": 0}, "qtime=0: expected a time limit in seconds > 0"),
-    ({"qtime": "soon"}, "qtime='soon'"),
-    ({"args": []}, "args=[]: expected at least one shell command line"),
-    ({"args": ["ok", "  "]}, "args entry '  ': expected a non-empty command line"),
-    ({"args": 42}, "args=42: expected a list of shell command lines"),
-    ({"name": ""}, "name='': must be a non-empty single line"),
-    ({"name": "a\nb"}, "name='a\\nb': must be a non-empty single line"),
-    ({"variables": {"1BAD": "x"}}, "'1BAD' is not a valid environment variable name"),
-    ({"variables": {"A-B": "x"}}, "'A-B' is not a valid environment variable name"),
-    ({"variables": ["A=1"]}, "expected a mapping of name to value or None"),
-    ({"submit_flags": "--account=x"}, "expected a list of arguments"),
-    ({"output": 3}, "output=3: expected a file path"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"cpus": 0}, "cpus=0: expected a whole number >= 1"),
+        ({"cpus": -2}, "cpus=-2: expected a whole number >= 1"),
+        ({"cpus": 1.5}, "cpus=1.5: expected a whole number >= 1"),
+        ({"cpus": "four"}, "cpus='four': expected a whole number >= 1"),
+        ({"cpus": True}, "cpus=True: expected a whole number >= 1"),
+        ({"nodes": 0}, "nodes=0"),
+        ({"gpus": -1}, "gpus=-1: expected a whole number >= 0"),
+        ({"qtime": 0}, "qtime=0: expected a time limit in seconds > 0"),
+        ({"qtime": "soon"}, "qtime='soon'"),
+        ({"args": []}, "args=[]: expected at least one shell command line"),
+        ({"args": ["ok", "  "]}, "args entry '  ': expected a non-empty command line"),
+        ({"args": 42}, "args=42: expected a list of shell command lines"),
+        ({"name": ""}, "name='': must be a non-empty single line"),
+        ({"name": "a\nb"}, "name='a\\nb': must be a non-empty single line"),
+        ({"variables": {"1BAD": "x"}}, "'1BAD' is not a valid environment variable name"),
+        ({"variables": {"A-B": "x"}}, "'A-B' is not a valid environment variable name"),
+        ({"variables": ["A=1"]}, "expected a mapping of name to value or None"),
+        ({"submit_flags": "--account=x"}, "expected a list of arguments"),
+        ({"output": 3}, "output=3: expected a file path"),
+    ],
+)
 def test_bad_submit_arguments(kwargs: dict[str, object], message: str, tmp_path: Path) -> None:
     """Each bad value raises InvalidJobError (a ValueError) naming it; nothing is submitted."""
     backend = hpc_connect.get_backend("shell", workdir=tmp_path)
@@ -60,20 +63,42 @@ def test_unknown_keywords_reach_the_backend_as_extra() -> None:
 
 
 nasty_text = st.lists(
-    st.sampled_from([*string.printable.replace("\x0b", "").replace("\x0c", ""), "$(", "$(echo x)",
-                     "`id`", "'", '"', "\\", "é", "∑", "🙂", " ", "\t", "\n", "${X}"]),
-    max_size=25).map("".join)
+    st.sampled_from(
+        [
+            *string.printable.replace("\x0b", "").replace("\x0c", ""),
+            "$(",
+            "$(echo x)",
+            "`id`",
+            "'",
+            '"',
+            "\\",
+            "é",
+            "∑",
+            "🙂",
+            " ",
+            "\t",
+            "\n",
+            "${X}",
+        ]
+    ),
+    max_size=25,
+).map("".join)
+SHELL_OWNED = {"PATH", "HOME", "PWD", "SHLVL", "OLDPWD", "IFS", "_", "ENV", "SHELLOPTS", "PS4"}
 identifiers = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True).filter(
-    lambda n: n not in {"PATH", "HOME", "PWD", "SHLVL", "OLDPWD", "IFS", "_", "BASH_ENV",
-                        "ENV", "SHELLOPTS", "BASHOPTS", "PS4", "LANG"} and not n.startswith(("BASH", "LC_")))
+    lambda n: n not in SHELL_OWNED and not n.startswith(("BASH", "LC_", "LANG"))
+)
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=nasty_text.filter(lambda s: s.strip() and "\n" not in s and "\r" not in s),
-       values=st.dictionaries(identifiers, nasty_text, max_size=4))
-def test_script_runs_exactly_the_given_commands(name: str, values: dict[str, str],
-                                                tmp_path_factory: pytest.TempPathFactory) -> None:
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=nasty_text.filter(lambda s: s.strip() and "\n" not in s and "\r" not in s),
+    values=st.dictionaries(identifiers, nasty_text, max_size=4),
+)
+def test_script_runs_exactly_the_given_commands(
+    name: str, values: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Property: names and variable values with quotes, $(), backticks, newlines and unicode
     reach the job literally; the rendered script is run with bash and reports them back."""
     tmp = tmp_path_factory.mktemp("prop")
@@ -88,21 +113,25 @@ def test_script_runs_exactly_the_given_commands(name: str, values: dict[str, str
     assert files.read_exitcode() == 0
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(command=nasty_text.filter(lambda s: s.strip() and "\0" not in s))
-def test_command_text_cannot_break_the_script(command: str,
-                                              tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_command_text_cannot_break_the_script(
+    command: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Property: whatever a command line holds, the script runs it as bash would run it alone
     (same status) and the next command still runs: a command can't escape its slot."""
     tmp = tmp_path_factory.mktemp("cmd")
-    alone = subprocess.run(["bash", "-c", f"eval {_q(command)}"], capture_output=True,
-                           cwd=tmp, timeout=30).returncode
+    alone = subprocess.run(
+        ["bash", "-c", f"eval {_q(command)}"], capture_output=True, cwd=tmp, timeout=30
+    ).returncode
     spec = JobSpec(name="p", commands=[command, "echo after > after.txt"], workdir=tmp)
     files = JobFiles.for_spec(spec, tmp, "job")
     files.script.write_text(render_script(spec, files))
-    status = subprocess.run(["bash", str(files.script)], capture_output=True, cwd=tmp,
-                            timeout=30).returncode
+    status = subprocess.run(
+        ["bash", str(files.script)], capture_output=True, cwd=tmp, timeout=30
+    ).returncode
     assert status == alone
     assert (tmp / "after.txt").exists() == (alone == 0)
 

@@ -15,23 +15,42 @@ import hpc_connect
 from hpc_connect import InvalidJobError, LauncherNotFoundError, UnknownBackendError
 from hpc_connect.launcher import Segment, parse_segments
 
-needs_mpiexec = pytest.mark.skipif(shutil.which("mpiexec") is None and os.environ.get("CI") != "true",
-                                   reason="no mpiexec (apt-get install mpich)")
+needs_mpiexec = pytest.mark.skipif(
+    shutil.which("mpiexec") is None and os.environ.get("CI") != "true",
+    reason="no mpiexec (apt-get install mpich)",
+)
 
 
-def hpc_launch(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-               ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", "import sys; from hpc_connect.cli import "
-                           "launch_main; sys.exit(launch_main())", *args],
-                          capture_output=True, text=True, timeout=120, cwd=cwd,
-                          env={**os.environ, **(env or {})})
+def hpc_launch(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from hpc_connect.cli import launch_main; sys.exit(launch_main())",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )
 
 
-@pytest.mark.parametrize("args, nprocs", [
-    (["-n", "4", "prog"], 4), (["-np", "2", "prog"], 2), (["--n", "3", "prog"], 3),
-    (["--np", "5", "prog"], 5), (["--n=6", "prog"], 6), (["--np=7", "prog"], 7),
-    (["prog"], None),
-])
+@pytest.mark.parametrize(
+    "args, nprocs",
+    [
+        (["-n", "4", "prog"], 4),
+        (["-np", "2", "prog"], 2),
+        (["--n", "3", "prog"], 3),
+        (["--np", "5", "prog"], 5),
+        (["--n=6", "prog"], 6),
+        (["--np=7", "prog"], 7),
+        (["prog"], None),
+    ],
+)
 def test_process_count_spellings(args: list[str], nprocs: int | None) -> None:
     """-n/-np/--n/--np N and --n=N before the program set the process count."""
     assert parse_segments([*args, "-n", "9"]) == [Segment(nprocs, [], ["prog", "-n", "9"])]
@@ -40,14 +59,21 @@ def test_process_count_spellings(args: list[str], nprocs: int | None) -> None:
 def test_mpmd_segments_and_launcher_options() -> None:
     """':' separates MPMD programs; other leading options are kept for the launcher."""
     assert parse_segments(["-n", "2", "--bind-to=core", "a", "x", ":", "-n", "1", "--", "-b"]) == [
-        Segment(2, ["--bind-to=core"], ["a", "x"]), Segment(1, [], ["-b"])]
+        Segment(2, ["--bind-to=core"], ["a", "x"]),
+        Segment(1, [], ["-b"]),
+    ]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["-n", "0", "prog"], "-n '0': expected a whole number of processes >= 1"),
-    (["-n", "x", "prog"], "-n 'x'"), (["-n"], "-n needs a number"),
-    (["-n", "2"], "no program to launch"), (["a", ":", "-n", "2"], "no program to launch in segment 2"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-n", "0", "prog"], "-n '0': expected a whole number of processes >= 1"),
+        (["-n", "x", "prog"], "-n 'x'"),
+        (["-n"], "-n needs a number"),
+        (["-n", "2"], "no program to launch"),
+        (["a", ":", "-n", "2"], "no program to launch in segment 2"),
+    ],
+)
 def test_bad_launch_arguments(args: list[str], message: str) -> None:
     """Bad counts or a missing program: one clear error naming the bad value."""
     with pytest.raises(InvalidJobError, match=message.replace("(", r"\(")):
@@ -60,7 +86,12 @@ def test_mpi_build_argv_uses_real_mpiexec() -> None:
     launcher = hpc_connect.get_launcher("mpi")
     assert launcher.executable == shutil.which("mpiexec")
     assert launcher.build_argv(["-n", "4", "echo", "a b"]) == [
-        launcher.executable, "-n", "4", "echo", "a b"]
+        launcher.executable,
+        "-n",
+        "4",
+        "echo",
+        "a b",
+    ]
 
 
 @needs_mpiexec
@@ -83,8 +114,14 @@ def test_dry_run_prints_quoted_argv_and_runs_nothing(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     result = hpc_launch("--dry-run", "-n", "2", "touch", str(marker), "it's")
     assert result.returncode == 0
-    assert shlex.split(result.stdout) == [shutil.which("mpiexec"), "-n", "2", "touch",
-                                          str(marker), "it's"]
+    assert shlex.split(result.stdout) == [
+        shutil.which("mpiexec"),
+        "-n",
+        "2",
+        "touch",
+        str(marker),
+        "it's",
+    ]
     assert not marker.exists()
 
 
@@ -120,8 +157,10 @@ def _fake_mpiexec(bindir: Path, real_name: str, version: str) -> None:
     """An mpiexec named like a vendor's, that reports its argv and root variables."""
     bindir.mkdir(exist_ok=True)
     real = bindir / real_name
-    real.write_text(f"#!/bin/sh\nif [ \"$1\" = --version ]; then echo '{version}'; exit 0; fi\n"
-                    'echo "ARGV $*"; echo "ROOT ${OMPI_ALLOW_RUN_AS_ROOT-}"\n')
+    real.write_text(
+        f"#!/bin/sh\nif [ \"$1\" = --version ]; then echo '{version}'; exit 0; fi\n"
+        'echo "ARGV $*"; echo "ROOT ${OMPI_ALLOW_RUN_AS_ROOT-}"\n'
+    )
     real.chmod(0o755)
     (bindir / "mpiexec").symlink_to(real)
 
@@ -142,8 +181,9 @@ def test_openmpi_gets_oversubscribe_and_root_settings(tmp_path: Path) -> None:
     assert "--oversubscribe" not in few
 
 
-def test_vendor_from_version_output_is_cached(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_vendor_from_version_output_is_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An mpiexec whose name says nothing is asked --version once; later calls use the cache."""
     from hpc_connect.launchers.mpi import detect_vendor
 
@@ -162,8 +202,10 @@ def test_vendor_args_from_config(tmp_path: Path) -> None:
     """[launchers.mpi] default_args and vendor_args land right after the executable."""
     _fake_mpiexec(tmp_path / "bin", "mpiexec.hydra", "HYDRA")
     config = tmp_path / "hpc_connect.toml"
-    config.write_text('[launchers.mpi]\ndefault_args = ["-v"]\n'
-                      'vendor_args = { mpich = ["-prepend-rank"], openmpi = ["--bad"] }\n')
+    config.write_text(
+        '[launchers.mpi]\ndefault_args = ["-v"]\n'
+        'vendor_args = { mpich = ["-prepend-rank"], openmpi = ["--bad"] }\n'
+    )
     env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
     out = hpc_launch("--dry-run", f"--config-file={config}", "-n", "2", "p", env=env).stdout
     assert shlex.split(out)[1:] == ["-v", "-prepend-rank", "-n", "2", "p"]

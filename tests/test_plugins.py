@@ -30,10 +30,18 @@ def test_builtin_name_tables_match_the_classes() -> None:
 
 def test_builtin_names_do_not_load_pluggy() -> None:
     """Resolving the mpi launcher imports neither pluggy nor attrs (hpc-launch start-up)."""
-    code = ("import sys; from hpc_connect.registry import launcher_for; launcher_for('mpi');"
-            "print('pluggy' in sys.modules, 'attrs' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, env={**os.environ, "HPC_CONNECT_CONFIG": ""}, cwd="/")
+    code = (
+        "import sys; from hpc_connect.registry import launcher_for; launcher_for('mpi');"
+        "print('pluggy' in sys.modules, 'attrs' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "HPC_CONNECT_CONFIG": ""},
+        cwd="/",
+    )
     assert out.stdout.split() == ["False", "False"], out.stderr
 
 
@@ -54,14 +62,19 @@ def _fake_distribution(root: Path, dist: str, module: str, body: str) -> None:
     (info / "entry_points.txt").write_text(f"[hpc_connect]\n{dist} = {module}\n")
 
 
-def test_broken_plugin_warns_and_others_keep_working(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_broken_plugin_warns_and_others_keep_working(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A plugin that fails to import: a warning naming it and the error; the rest works."""
     _fake_distribution(tmp_path, "broken_plugin", "broken_mod", "raise ImportError('no libfoo')\n")
-    _fake_distribution(tmp_path, "good_plugin", "good_mod",
-                       "import hpc_connect\nfrom hpc_connect.backends.shell import ShellBackend\n"
-                       "class Good(ShellBackend):\n    name = 'good'\n"
-                       "@hpc_connect.hookimpl\ndef hpc_connect_backend():\n    return Good\n")
+    _fake_distribution(
+        tmp_path,
+        "good_plugin",
+        "good_mod",
+        "import hpc_connect\nfrom hpc_connect.backends.shell import ShellBackend\n"
+        "class Good(ShellBackend):\n    name = 'good'\n"
+        "@hpc_connect.hookimpl\ndef hpc_connect_backend():\n    return Good\n",
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     plugins.plugin_manager.cache_clear()
     try:
@@ -86,17 +99,39 @@ def test_custom_backend_example_in_a_fresh_venv(tmp_path: Path) -> None:
     py = env_dir / "bin" / "python"
     install = subprocess.run(
         [py, "-m", "pip", "install", "-q", str(REPO), str(REPO / "examples" / "custom_backend")],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert install.returncode == 0, install.stderr[-3000:]
-    code = ("import hpc_connect; p = hpc_connect.get_backend('my-backend').submit("
-            "'site', ['echo $MY_SITE']); print(p.wait(), open(p.files.output).read().strip())")
-    run = subprocess.run([py, "-c", code], capture_output=True, text=True, timeout=120,
-                         cwd=tmp_path)
+    code = (
+        "import hpc_connect; p = hpc_connect.get_backend('my-backend').submit("
+        "'site', ['echo $MY_SITE']); print(p.wait(), open(p.files.output).read().strip())"
+    )
+    run = subprocess.run(
+        [py, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert run.stdout.split() == ["0", "example-site"], run.stderr
-    launch = subprocess.run([env_dir / "bin" / "hpc-launch", "--backend=my-launcher", "-n", "4",
-                             "sh", "-c", "echo ranks: $MY_NPROCS"],
-                            capture_output=True, text=True, timeout=120)
+    launch = subprocess.run(
+        [
+            env_dir / "bin" / "hpc-launch",
+            "--backend=my-launcher",
+            "-n",
+            "4",
+            "sh",
+            "-c",
+            "echo ranks: $MY_NPROCS",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert launch.stdout == "ranks: 4\n", launch.stderr
-    info = subprocess.run([env_dir / "bin" / "hpc-connect", "info"], capture_output=True,
-                          text=True, timeout=120, cwd=tmp_path)
+    info = subprocess.run(
+        [env_dir / "bin" / "hpc-connect", "info"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert "my-backend (also: mine)  [plugin my_plugin" in info.stdout, info.stdout

@@ -28,11 +28,20 @@ def test_readme_hello_world(shell: hpc_connect.HPCBackend) -> None:
 
 
 def test_commands_run_in_order_and_stop_at_first_failure(
-        shell: hpc_connect.HPCBackend, tmp_path: Path) -> None:
+    shell: hpc_connect.HPCBackend, tmp_path: Path
+) -> None:
     """args run in order in one shell; the first failing status is the job's."""
     out = tmp_path / "o.txt"
-    proc = shell.submit("seq", ["cd /", "echo one > " + str(out), "pwd >> " + str(out),
-                                "exit 3", "echo never >> " + str(out)])
+    proc = shell.submit(
+        "seq",
+        [
+            "cd /",
+            "echo one > " + str(out),
+            "pwd >> " + str(out),
+            "exit 3",
+            "echo never >> " + str(out),
+        ],
+    )
     assert proc.wait(timeout=30) == 3
     assert proc.state is JobState.FAILED
     assert proc.reason == "exit code 3"
@@ -43,21 +52,26 @@ def test_variables_set_and_unset(shell: hpc_connect.HPCBackend, monkeypatch) -> 
     """variables are exported literally; None unsets an inherited one."""
     monkeypatch.setenv("HPC_TEST_DROP", "inherited")
     value = "a b 'c' \"d\" $(echo no) `echo no` ü"
-    proc = shell.submit("vars", ['printf "%s|%s" "$KEEP" "${HPC_TEST_DROP-unset}"'],
-                        variables={"KEEP": value, "HPC_TEST_DROP": None})
+    proc = shell.submit(
+        "vars",
+        ['printf "%s|%s" "$KEEP" "${HPC_TEST_DROP-unset}"'],
+        variables={"KEEP": value, "HPC_TEST_DROP": None},
+    )
     assert proc.wait(timeout=30) == 0
     assert Path(proc.files.output).read_text() == f"{value}|unset"
 
 
 def test_separate_and_merged_streams(shell: hpc_connect.HPCBackend, tmp_path: Path) -> None:
     """output/error: separate files, or one file when they are the same path."""
-    proc = shell.submit("split", ["echo out; echo err >&2"], output=tmp_path / "o",
-                        error=tmp_path / "e")
+    proc = shell.submit(
+        "split", ["echo out; echo err >&2"], output=tmp_path / "o", error=tmp_path / "e"
+    )
     assert proc.wait(timeout=30) == 0
     assert (tmp_path / "o").read_text() == "out\n"
     assert (tmp_path / "e").read_text() == "err\n"
-    proc = shell.submit("merged", ["echo out; echo err >&2"], output=tmp_path / "m",
-                        error=tmp_path / "m")
+    proc = shell.submit(
+        "merged", ["echo out; echo err >&2"], output=tmp_path / "m", error=tmp_path / "m"
+    )
     assert proc.wait(timeout=30) == 0
     assert sorted((tmp_path / "m").read_text().split()) == ["err", "out"]
 
@@ -86,8 +100,9 @@ def test_cancel_kills_the_whole_tree(shell: hpc_connect.HPCBackend) -> None:
     proc.cancel()
     assert proc.state is JobState.CANCELLED
     assert proc.returncode is not None
-    assert wait_until(lambda: not processes_with("sleep 765."), timeout=10), \
-        processes_with("sleep 765.")
+    assert wait_until(lambda: not processes_with("sleep 765."), timeout=10), processes_with(
+        "sleep 765."
+    )
 
 
 def test_cancel_escalates_to_kill(shell: hpc_connect.HPCBackend) -> None:
@@ -129,8 +144,11 @@ def test_wait_timeout_leaves_job_alone(shell: hpc_connect.HPCBackend) -> None:
 def test_submitn_and_poll_many(shell: hpc_connect.HPCBackend, tmp_path: Path) -> None:
     """Many jobs at once, each with its own output; all complete with their own status."""
     names = [f"job-{i}" for i in range(20)]
-    procs = shell.submitn(names, [[f"echo {i}", f"exit {i % 3}"] for i in range(20)],
-                          output=[tmp_path / f"{n}.out" for n in names])
+    procs = shell.submitn(
+        names,
+        [[f"echo {i}", f"exit {i % 3}"] for i in range(20)],
+        output=[tmp_path / f"{n}.out" for n in names],
+    )
     assert wait_until(lambda: shell.poll_many(procs) or all(p.done for p in procs), timeout=60)
     assert [p.returncode for p in procs] == [i % 3 for i in range(20)]
     assert [(tmp_path / f"{n}.out").read_text() for n in names] == [f"{i}\n" for i in range(20)]
@@ -144,12 +162,15 @@ def test_submitn_validates_everything_before_submitting(shell: hpc_connect.HPCBa
 
 
 def test_failed_submission_in_a_batch_cancels_the_rest(
-        shell: hpc_connect.HPCBackend, tmp_path: Path) -> None:
+    shell: hpc_connect.HPCBackend, tmp_path: Path
+) -> None:
     """If a later job cannot start, those already started are cancelled (no orphan)."""
     blocker = tmp_path / "file"
     blocker.write_text("")
-    specs = [hpc_connect.JobSpec(name="a", commands=["sleep 209.8"]),
-             hpc_connect.JobSpec(name="b", commands=["true"], output=blocker / "x")]
+    specs = [
+        hpc_connect.JobSpec(name="a", commands=["sleep 209.8"]),
+        hpc_connect.JobSpec(name="b", commands=["true"], output=blocker / "x"),
+    ]
     with pytest.raises(OSError):
         shell.submit_specs(specs)
     assert wait_until(lambda: not processes_with("sleep 209.8"), timeout=10)

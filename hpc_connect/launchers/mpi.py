@@ -8,13 +8,14 @@ as root gets ``OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM)=1`` and, with more ranks than co
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Sequence
-from pathlib import Path
-from typing import ClassVar
 
 from ..launcher import HPCLauncher, Segment
+
+TYPE_CHECKING = False  # keep typing off hpc-launch's start-up path
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import ClassVar
 
 _NAME_HINTS = (("hydra", "mpich"), ("mpich", "mpich"), ("openmpi", "openmpi"),
                ("orterun", "openmpi"), ("prterun", "openmpi"), ("intel", "intel"))
@@ -22,9 +23,9 @@ _VERSION_HINTS = (("open mpi", "openmpi"), ("hydra", "mpich"), ("mpich", "mpich"
                   ("intel(r) mpi", "intel"))
 
 
-def _cache_file() -> Path:
+def _cache_file() -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "hpc_connect" / "mpi_vendor.json"
+    return os.path.join(base, "hpc_connect", "mpi_vendor.json")
 
 
 def detect_vendor(executable: str) -> str:
@@ -36,9 +37,12 @@ def detect_vendor(executable: str) -> str:
             return vendor
     stat = os.stat(real)
     key = f"{real}:{stat.st_mtime_ns}:{stat.st_size}"
+    import json
+
     cache = _cache_file()
     try:
-        known: dict[str, str] = json.loads(cache.read_text())
+        with open(cache) as fh:
+            known: dict[str, str] = json.load(fh)
     except (OSError, ValueError):
         known = {}
     if key in known:
@@ -52,8 +56,9 @@ def detect_vendor(executable: str) -> str:
         text = ""
     vendor = next((v for hint, v in _VERSION_HINTS if hint in text), "unknown")
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({**known, key: vendor}))
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        with open(cache, "w") as fh:
+            json.dump({**known, key: vendor}, fh)
     except OSError:
         pass
     return vendor
