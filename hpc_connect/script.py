@@ -62,7 +62,8 @@ def render_script(
     q = shlex.quote
     workdir = (spec.workdir or Path.cwd()).absolute()
     lines = [f"#!{shell}", *directives, f"# hpc-connect job {q(spec.name)}"]
-    lines.append(f"trap 'printf \"%s\\n\" \"$?\" > {q(str(files.exitcode))}' EXIT")
+    record = f'printf "%s\\n" "$?" > {q(str(files.exitcode))}'
+    lines.append(f"trap {q(record)} EXIT")  # quoted whole: paths with spaces or quotes
     lines.append(f"cd {q(str(workdir))} || exit 1")
     for key, value in spec.variables:
         lines.append(f"unset {key}" if value is None else f"export {key}={q(value)}")
