@@ -164,5 +164,5 @@ def test_cancel_one_qdel_and_transient_submit(tmp_path: Path,
     assert fake.calls("qdel") == [["qdel", *[p.jobid for p in procs]]]
     assert all(p.state is JobState.CANCELLED for p in procs)
     fake.respond("qsub", {"rc": 38, "stderr": "qsub: Unknown queue\n"})
-    with pytest.raises(SubmitError, match="^pbs: qsub refused job 'bad': qsub: Unknown queue$"):
+    with pytest.raises(SubmitError, match=r"^pbs: qsub refused job 'bad': qsub: Unknown queue$"):
         b.submit("bad", ["true"])
