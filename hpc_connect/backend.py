@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import abc
 import os
+import signal
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from types import FrameType, TracebackType
 from typing import Any, ClassVar
 
 import attrs
@@ -41,6 +44,35 @@ class HPCBackend(abc.ABC):
         )
         self.default_submit_flags = tuple(submit_flags)
         self.workdir = Path(workdir) if workdir is not None else None
+        self._submitted: list[HPCProcess] = []
+        self._saved_sigterm: Any = None
+
+    def __enter__(self) -> HPCBackend:
+        """``with backend:`` cancels every job it submitted if the block ends with an
+        exception, Ctrl-C included; in the main thread SIGTERM becomes ``SystemExit(143)``
+        so that it does too."""
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+            self._saved_sigterm = signal.signal(signal.SIGTERM, _exit_on_signal)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._saved_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._saved_sigterm)
+            self._saved_sigterm = None
+        if exc_type is not None:
+            self.cancel_many(self.live_processes())
+
+    def live_processes(self) -> list[HPCProcess]:
+        """Jobs this backend submitted that are not final yet."""
+        self._submitted = [p for p in self._submitted if not p.done]
+        return list(self._submitted)
+
+    def _track(self, processes: Sequence[HPCProcess]) -> None:
+        if len(self._submitted) > 2 * len(processes) + 256:
+            self.live_processes()  # prune finished ones now and then
+        self._submitted.extend(processes)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
@@ -80,7 +112,9 @@ class HPCBackend(abc.ABC):
             gpus=gpus,
             **kwargs,
         )
-        return self.submit_spec(self._with_defaults(spec))
+        process = self.submit_spec(self._with_defaults(spec))
+        self._track([process])
+        return process
 
     def _with_defaults(self, spec: JobSpec) -> JobSpec:
         """``spec`` with the backend's configured submit flags in front of its own."""
@@ -122,6 +156,7 @@ class HPCBackend(abc.ABC):
         except BaseException:
             self.cancel_many(processes)
             raise
+        self._track(processes)
         return processes
 
     def poll_many(self, processes: Iterable[HPCProcess]) -> None:
@@ -165,3 +200,7 @@ class HPCBackend(abc.ABC):
                 raise InvalidJobError(f"gpus={gpus}: backend {self.name!r} reports no GPUs")
             need = max(need, -(-gpus // per))
         return need
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)

@@ -7,6 +7,7 @@ coreutils ``timeout``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import os
@@ -14,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import time
+import weakref
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -96,8 +98,21 @@ class ShellProcess(HPCProcess):
         self.started_at = time.monotonic()
 
 
+_BACKENDS: weakref.WeakSet[ShellBackend] = weakref.WeakSet()
+
+
+@atexit.register
+def _cancel_at_exit() -> None:
+    """Local jobs are this process's children: end them rather than orphan them."""
+    for backend in list(_BACKENDS):
+        backend.cancel_many(backend.live_processes())
+
+
 class ShellBackend(HPCBackend):
-    """Runs each job as a local ``bash`` process (the default backend)."""
+    """Runs each job as a local ``bash`` process (the default backend).
+
+    Jobs still running when the Python process exits are cancelled.
+    """
 
     name: ClassVar[str] = "shell"
     aliases: ClassVar[tuple[str, ...]] = ("local",)
@@ -108,6 +123,7 @@ class ShellBackend(HPCBackend):
         super().__init__(**options)
         self.cancel_grace = float(cancel_grace)
         self._run = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        _BACKENDS.add(self)
 
     def submit_spec(self, spec: JobSpec) -> ShellProcess:
         key = f"{next(self._counter):05d}-{_safe(spec.name)}"
