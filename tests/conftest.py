@@ -23,8 +23,12 @@ def _unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def slurm_cluster() -> Iterator[str]:
-    """Start (or reuse) the one-node Slurm of tests/slurm/cluster.sh; yield its SLURM_CONF."""
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start (or reuse) the one-node Slurm of tests/slurm/cluster.sh; yield its SLURM_CONF.
+
+    At the end, cancel only this session's jobs (script or workdir under this session's
+    temporary folder): other test processes share the cluster.
+    """
     if shutil.which("slurmctld") is None or shutil.which("munged") is None:
         _unavailable("slurm-wlm and munge are not installed (apt-get install slurm-wlm munge)")
     if os.geteuid() != 0:
@@ -37,9 +41,11 @@ def slurm_cluster() -> Iterator[str]:
     conf = started.stdout.strip().splitlines()[-1]
     os.environ["SLURM_CONF"] = conf
     yield conf
-    subprocess.run(
-        ["scancel", "--user", "root"],
-        capture_output=True,
-        timeout=60,
-        env={**os.environ, "SLURM_CONF": conf},
-    )
+    env = {**os.environ, "SLURM_CONF": conf}
+    base = str(tmp_path_factory.getbasetemp().resolve())
+    listed = subprocess.run(["squeue", "--me", "--noheader", "--format=%i|%o|%Z"],
+                            capture_output=True, text=True, timeout=60, env=env)
+    ours = [line.split("|", 1)[0] for line in listed.stdout.splitlines()
+            if any(part.startswith(base) for part in line.split("|")[1:])]
+    if ours:
+        subprocess.run(["scancel", *ours], capture_output=True, timeout=60, env=env)

@@ -89,9 +89,9 @@ start_munge() {
     mkdir -p /run/munge /var/log/munge /var/lib/munge
     chown munge:munge /run/munge /var/log/munge /var/lib/munge 2>/dev/null || true
     if id munge >/dev/null 2>&1 && command -v runuser >/dev/null; then
-        runuser -u munge -- munged || munged --force
+        runuser -u munge -- munged 9>&- || munged --force 9>&-
     else
-        munged --force
+        munged --force 9>&-
     fi
     : >"$STATE/run/munged.ours"
     local i
@@ -104,7 +104,7 @@ start_munge() {
 
 start_controller() {
     alive "$STATE/run/slurmctld.pid" && return
-    slurmctld -f "$CONF" || die "slurmctld failed to start; see $STATE/log/slurmctld.log"
+    slurmctld -f "$CONF" 9>&- || die "slurmctld failed to start; see $STATE/log/slurmctld.log"
     local i
     for i in $(seq 1 100); do
         scontrol ping 2>/dev/null | grep -q 'is UP' && return
@@ -115,7 +115,7 @@ start_controller() {
 
 start_slurmd() {
     alive "$STATE/run/slurmd.pid" && return
-    slurmd -f "$CONF" || die "slurmd failed to start; see $STATE/log/slurmd.log"
+    slurmd -f "$CONF" 9>&- || die "slurmd failed to start; see $STATE/log/slurmd.log"
 }
 
 node_state() { sinfo --noheader --nodes="$NODE" --format=%T 2>/dev/null | head -n1; }
