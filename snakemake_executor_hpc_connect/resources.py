@@ -17,7 +17,7 @@ from hpc_connect.errors import InvalidJobError
 
 #: resources whose value is a list of submit flags, besides ``<backend>_extra``
 FLAGS_RESOURCE = "hpc_connect_submit_flags"
-_TIME_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(d|h|m|min|s)?", re.IGNORECASE)
+_TIME_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(d|h|min|m|s)?", re.IGNORECASE)
 _TIME_UNIT = {"d": 86400.0, "h": 3600.0, "m": 60.0, "min": 60.0, "s": 1.0, None: 60.0}
 
 
