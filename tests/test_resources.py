@@ -136,4 +136,5 @@ def test_log_paths(tmp_path: Any) -> None:
         tmp_path / "rule_all" / "1.attempt2.log")
     odd = log_path(tmp_path, rule="r", wildcards={"p": "../x/y"}, jobid=3)
     assert odd.parent.parent == tmp_path / "rule_r" and "/" not in odd.parent.name
-    assert log_path(tmp_path, rule="g1", wildcards={}, jobid=4, group=True).parent.name == "group_g1"
+    group = log_path(tmp_path, rule="g1", wildcards={}, jobid=4, group=True)
+    assert group.parent.name == "group_g1"
