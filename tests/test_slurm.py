@@ -90,7 +90,8 @@ def test_parse_status_recorded_squeue() -> None:
     statuses = b.parse_status((FIXTURES / "squeue.txt").read_text())
     assert statuses["16"].state is JobState.PENDING
     assert statuses["15"].state is JobState.RUNNING
-    assert statuses["14"].state is JobState.RUNNING  # COMPLETING: not final yet
+    assert statuses["14"].state is JobState.CANCELLED
+    assert b.parse_status("14|COMPLETING|None\n")["14"].state is JobState.RUNNING  # not final
     assert statuses["7"].state is JobState.COMPLETED
     assert "8" not in statuses and "8" in b._failed  # FAILED: exit code comes from scontrol
 
