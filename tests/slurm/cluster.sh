@@ -30,7 +30,7 @@ alive() {  # alive PIDFILE: the daemon recorded there is running
     local pid
     [[ -s $1 ]] || return 1
     pid=$(<"$1")
-    [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+    [[ $pid =~ ^[0-9]+$ ]] && [[ -r /proc/$pid/stat ]] && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]]
 }
 
 write_conf() {
@@ -78,8 +78,10 @@ EOF
     fi
 }
 
+munge_ok() { timeout 5 munge -n </dev/null >/dev/null 2>&1; }
+
 start_munge() {
-    if pgrep -x munged >/dev/null; then return; fi
+    munge_ok && return
     if [[ ! -s /etc/munge/munge.key ]]; then
         command -v mungekey >/dev/null || die "no /etc/munge/munge.key and no mungekey"
         mungekey -c -f -k /etc/munge/munge.key
@@ -94,20 +96,20 @@ start_munge() {
         munged --force 9>&-
     fi
     : >"$STATE/run/munged.ours"
-    local i
-    for i in $(seq 1 50); do
-        munge -n </dev/null >/dev/null 2>&1 && return
+    local end=$((SECONDS + 20))
+    while ((SECONDS < end)); do
+        munge_ok && return
         sleep 0.2
     done
-    die "munged did not come up"
+    die "munged did not come up within 20 s"
 }
 
 start_controller() {
     alive "$STATE/run/slurmctld.pid" && return
     slurmctld -f "$CONF" 9>&- || die "slurmctld failed to start; see $STATE/log/slurmctld.log"
-    local i
-    for i in $(seq 1 100); do
-        scontrol ping 2>/dev/null | grep -q 'is UP' && return
+    local end=$((SECONDS + 30))
+    while ((SECONDS < end)); do
+        timeout 5 scontrol ping 2>/dev/null | grep -q 'is UP' && return
         sleep 0.3
     done
     die "slurmctld not answering after 30 s; see $STATE/log/slurmctld.log"
@@ -118,16 +120,19 @@ start_slurmd() {
     slurmd -f "$CONF" 9>&- || die "slurmd failed to start; see $STATE/log/slurmd.log"
 }
 
-node_state() { sinfo --noheader --nodes="$NODE" --format=%T 2>/dev/null | head -n1; }
+node_state() { timeout 10 sinfo --noheader --nodes="$NODE" --format=%T 2>/dev/null | head -n1; }
 
 wait_node() {  # up to 60 s for the node to take jobs
-    local i state=""
-    for i in $(seq 1 120); do
+    local start=$SECONDS state="" resumed=""
+    while ((SECONDS < start + 60)); do
         state=$(node_state)
         case $state in
             idle|mixed|allocated|completing) return ;;
             down*|drain*|fail*)
-                [[ $i == 10 ]] && scontrol update nodename="$NODE" state=resume 2>/dev/null || true ;;
+                if [[ -z $resumed ]] && ((SECONDS > start + 5)); then
+                    resumed=1
+                    timeout 10 scontrol update nodename="$NODE" state=resume 2>/dev/null || true
+                fi ;;
         esac
         sleep 0.5
     done
@@ -139,8 +144,8 @@ stop_pidfile() {  # stop_pidfile NAME: TERM, up to 30 s, then KILL
     alive "$file" || { rm -f "$file"; return; }
     pid=$(<"$file")
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 60); do
-        kill -0 "$pid" 2>/dev/null || { rm -f "$file"; return; }
+    for i in $(seq 1 60); do  # 30 s
+        alive "$file" || { rm -f "$file"; return; }
         sleep 0.5
     done
     log "$1 ($pid) ignored TERM for 30 s; killing it"
@@ -189,7 +194,7 @@ do_status() {
         if alive "$STATE/run/$d.pid"; then echo "$d: running ($(<"$STATE/run/$d.pid"))"
         else echo "$d: stopped"; rc=1; fi
     done
-    if pgrep -x munged >/dev/null; then echo "munged: running"; else echo "munged: stopped"; rc=1; fi
+    if munge_ok; then echo "munged: running"; else echo "munged: stopped"; rc=1; fi
     [[ $rc == 0 ]] && echo "node $NODE: $(node_state)"
     echo "$CONF"
     return $rc
