@@ -167,11 +167,10 @@ class SlurmBackend(BatchBackend):
                           retries=2)
         if result.returncode != 0:
             return None
-        for line in result.stdout.splitlines():
-            jobid, _, command = line.strip().partition("|")
-            if command and Path(command) == files.script:
-                return jobid
-        return None
+        found = [jobid for jobid, _, command in
+                 (line.strip().partition("|") for line in result.stdout.splitlines())
+                 if command and jobid.isdigit() and Path(command) == files.script]
+        return max(found, key=int) if found else None  # the newest, if a path was reused
 
     # ---- status -------------------------------------------------------------------------
     def status_argv(self, jobids: Sequence[str]) -> list[str]:
