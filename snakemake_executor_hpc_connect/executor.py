@@ -7,6 +7,7 @@ Ctrl-C cancels every live job with one ``backend.cancel_many``.
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 import threading
 import uuid
@@ -116,6 +117,13 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         self.report_job_submission(info)
 
     # ---- status ---------------------------------------------------------------------
+    async def sleep(self) -> None:
+        """Pause between status cycles. The status thread starts before ``__post_init__``
+        sets our interval: until then, check back soon rather than after Snakemake's
+        default (10 s), which would delay the first jobs' completion by that much."""
+        ready = getattr(self, "interval", None) is not None
+        await asyncio.sleep(self.next_seconds_between_status_checks if ready else 0.05)
+
     async def check_active_jobs(
         self, active_jobs: list[SubmittedJobInfo]
     ) -> AsyncGenerator[SubmittedJobInfo, None]:
