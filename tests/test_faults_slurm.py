@@ -1,0 +1,136 @@
+"""Fault injection through the Python API on the real one-node Slurm: flaky scheduler
+commands, a permanent refusal, a job cancelled by someone else. No job may be lost,
+submitted twice, reported failed because of a scheduler hiccup, or left running.
+
+Scheduler hiccups come from ``tests/faults/flaky.sh`` put first on PATH: the named
+commands fail a given number of times with Slurm's own error text, then run the real
+program; every call is counted.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from faults import FlakyBin, active_jobs_under, duplicates, slurm_jobs_under
+from helpers import processes_with, wait_until
+
+import hpc_connect
+from hpc_connect import JobState, SubmitError
+from hpc_connect.builtin_backends.slurm import SlurmBackend
+
+pytestmark = pytest.mark.slurm
+
+
+@pytest.fixture
+def flaky(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FlakyBin:
+    """sbatch/squeue/scancel through flaky.sh (not failing until told to)."""
+    bindir = FlakyBin(tmp_path / "bin")
+    monkeypatch.setenv("PATH", bindir.env()["PATH"])
+    return bindir
+
+
+@pytest.fixture
+def slurm(slurm_cluster: str, tmp_path: Path) -> SlurmBackend:
+    backend = hpc_connect.get_backend(
+        "slurm", polling_interval=0.5, workdir=tmp_path, retry_delay=0.2
+    )
+    assert isinstance(backend, SlurmBackend)
+    return backend
+
+
+def poll_until_done(
+    backend: SlurmBackend, procs: list[hpc_connect.HPCProcess], timeout: float = 180
+) -> None:
+    """poll_many until every job is final (at most ``timeout`` seconds, 0.5 s apart)."""
+    for _ in range(int(timeout / 0.5)):
+        backend.poll_many(procs)
+        if all(p.done for p in procs):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"jobs not final after {timeout}s: {procs}")
+
+
+def test_transient_errors_retried_jobs_complete(
+    slurm: SlurmBackend, flaky: FlakyBin, tmp_path: Path
+) -> None:
+    """sbatch, squeue and scancel failing with "Socket timed out" are retried with
+    backoff: each job is submitted exactly once, three whole status cycles of failures
+    (9 squeue calls) leave every job's state unchanged even after the jobs have ended,
+    and the jobs then finish with their true return codes (0 and 7); a cancel whose
+    scancel fails twice still cancels the job and its process."""
+    tag = uuid.uuid4().hex[:8]
+    flaky.fail_next("sbatch", 2)
+    ok = slurm.submit(f"ok-{tag}", ["sleep 1", "echo fine"])
+    seven = slurm.submit(f"seven-{tag}", ["sleep 1", "exit 7"])
+    assert flaky.injected("sbatch") == 2 and len(flaky.successes("sbatch")) == 2
+    assert {out.split(";")[0] for out in flaky.successes("sbatch")} == {ok.jobid, seven.jobid}
+
+    flaky.fail_next("squeue", 9)  # 3 cycles x (1 try + 2 retries)
+    slurm.poll_many([ok, seven])
+    assert wait_until(
+        lambda: ok.files.exitcode.exists() and seven.files.exitcode.exists(),
+        timeout=180,
+        interval=0.5,
+    ), "jobs never ran"
+    for _ in range(2):
+        slurm.poll_many([ok, seven])
+    assert flaky.injected("squeue") == 9
+    assert not ok.done and not seven.done, (ok, seven)  # a failed query changes nothing
+
+    poll_until_done(slurm, [ok, seven])
+    assert (ok.state, ok.returncode) == (JobState.COMPLETED, 0)
+    assert (seven.state, seven.returncode) == (JobState.FAILED, 7)
+    assert "exit code 7" in seven.reason
+    assert "fine" in ok.files.output.read_text()
+
+    marker = f"sleep 2468.{uuid.uuid4().int % 10**6:06d}"
+    victim = slurm.submit(f"cancel-{tag}", [marker])
+    assert wait_until(lambda: processes_with(marker), timeout=120, interval=0.2)
+    flaky.fail_next("scancel", 2)
+    victim.cancel()
+    assert victim.state is JobState.CANCELLED
+    assert flaky.injected("scancel") == 2 and flaky.calls("scancel") == 3
+    assert wait_until(lambda: not processes_with(marker), timeout=60, interval=0.2), marker
+    assert wait_until(lambda: not active_jobs_under(tmp_path), timeout=60, interval=0.5)
+
+    names = [name for _, name, _ in slurm_jobs_under(tmp_path)]
+    assert sorted(names) == sorted([f"ok-{tag}", f"seven-{tag}", f"cancel-{tag}"])
+    assert not duplicates(names)
+
+
+def test_permanent_refusal_not_retried(
+    slurm: SlurmBackend, flaky: FlakyBin, tmp_path: Path
+) -> None:
+    """A submission Slurm refuses for good (unknown partition) fails at once with Slurm's
+    own message: one sbatch call, no retry, nothing queued."""
+    name = f"refused-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(SubmitError) as info:
+        slurm.submit(name, ["true"], submit_flags=["--partition=nope"])
+    message = str(info.value)
+    assert "Invalid partition name specified" in message and name in message
+    assert flaky.calls("sbatch") == 1
+    assert slurm_jobs_under(tmp_path) == []
+
+
+def test_scancel_from_outside_is_cancelled(slurm: SlurmBackend, tmp_path: Path) -> None:
+    """Someone else's ``scancel <id>`` of a running job: the process ends CANCELLED with a
+    reason naming Slurm's cancellation (not completed, not lost), and its process is gone."""
+    marker = f"sleep 2468.{uuid.uuid4().int % 10**6:06d}"
+    proc = slurm.submit("cancelled-outside", [marker])
+    assert wait_until(lambda: processes_with(marker), timeout=120, interval=0.2)
+    proc.poll()
+    assert proc.state is JobState.RUNNING
+    out = subprocess.run(
+        ["scancel", proc.jobid], capture_output=True, text=True, timeout=60, env={**os.environ}
+    )
+    assert out.returncode == 0, out.stderr
+    assert proc.wait(timeout=120) != 0
+    assert proc.state is JobState.CANCELLED, (proc.state, proc.reason)
+    assert "cancel" in proc.reason.lower() and "by user" not in proc.reason, proc.reason
+    assert wait_until(lambda: not processes_with(marker), timeout=60, interval=0.2)
+    assert not active_jobs_under(tmp_path)
