@@ -80,8 +80,8 @@ def main() -> None:
     print(f"import hpc_connect:     {import_time('import hpc_connect'):6.2f} ms cumulative")
     print(f"import hpc_connect.cli: {import_time('import hpc_connect.cli'):6.2f} ms cumulative")
     print(
-        f"import hpc_connect.launchers.mpi: "
-        f"{import_time('import hpc_connect.launchers.mpi'):6.2f} ms cumulative"
+        f"import hpc_connect.builtin_launchers.mpi: "
+        f"{import_time('import hpc_connect.builtin_launchers.mpi'):6.2f} ms cumulative"
     )
 
 

@@ -17,7 +17,7 @@ import tempfile
 import time
 
 from hpc_connect import get_backend
-from hpc_connect.backends.slurm import SlurmBackend
+from hpc_connect.builtin_backends.slurm import SlurmBackend
 
 INFO_RPCS = ("REQUEST_JOB_INFO", "REQUEST_JOB_INFO_SINGLE")
 

@@ -23,28 +23,28 @@ if TYPE_CHECKING:
 
 #: name or alias → "module:Class"; tests check these against each class's matches()
 BACKENDS = {
-    "shell": "hpc_connect.backends.shell:ShellBackend",
-    "local": "hpc_connect.backends.shell:ShellBackend",
-    "slurm": "hpc_connect.backends.slurm:SlurmBackend",
-    "sbatch": "hpc_connect.backends.slurm:SlurmBackend",
-    "pbs": "hpc_connect.backends.pbs:PBSBackend",
-    "qsub": "hpc_connect.backends.pbs:PBSBackend",
-    "torque": "hpc_connect.backends.pbs:PBSBackend",
-    "lsf": "hpc_connect.backends.lsf:LSFBackend",
-    "bsub": "hpc_connect.backends.lsf:LSFBackend",
-    "flux": "hpc_connect.backends.flux:FluxBackend",
+    "shell": "hpc_connect.builtin_backends.shell:ShellBackend",
+    "local": "hpc_connect.builtin_backends.shell:ShellBackend",
+    "slurm": "hpc_connect.builtin_backends.slurm:SlurmBackend",
+    "sbatch": "hpc_connect.builtin_backends.slurm:SlurmBackend",
+    "pbs": "hpc_connect.builtin_backends.pbs:PBSBackend",
+    "qsub": "hpc_connect.builtin_backends.pbs:PBSBackend",
+    "torque": "hpc_connect.builtin_backends.pbs:PBSBackend",
+    "lsf": "hpc_connect.builtin_backends.lsf:LSFBackend",
+    "bsub": "hpc_connect.builtin_backends.lsf:LSFBackend",
+    "flux": "hpc_connect.builtin_backends.flux:FluxBackend",
 }
 #: each built-in backend's own launcher (its class attribute ``launcher``; tests check)
 BACKEND_LAUNCHERS = {"shell": "mpi", "slurm": "srun", "pbs": "mpi", "lsf": "jsrun",
                      "flux": "flux-run"}
 LAUNCHERS = {
-    "mpi": "hpc_connect.launchers.mpi:MPILauncher",
-    "mpiexec": "hpc_connect.launchers.mpi:MPILauncher",
-    "mpirun": "hpc_connect.launchers.mpi:MPILauncher",
-    "srun": "hpc_connect.launchers.srun:SrunLauncher",
-    "flux-run": "hpc_connect.launchers.flux:FluxRunLauncher",
-    "flux_run": "hpc_connect.launchers.flux:FluxRunLauncher",
-    "jsrun": "hpc_connect.launchers.jsrun:JsrunLauncher",
+    "mpi": "hpc_connect.builtin_launchers.mpi:MPILauncher",
+    "mpiexec": "hpc_connect.builtin_launchers.mpi:MPILauncher",
+    "mpirun": "hpc_connect.builtin_launchers.mpi:MPILauncher",
+    "srun": "hpc_connect.builtin_launchers.srun:SrunLauncher",
+    "flux-run": "hpc_connect.builtin_launchers.flux:FluxRunLauncher",
+    "flux_run": "hpc_connect.builtin_launchers.flux:FluxRunLauncher",
+    "jsrun": "hpc_connect.builtin_launchers.jsrun:JsrunLauncher",
 }
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from fixtures.fakebin import FakeBin, fixture
 
-from hpc_connect.backends.flux import FluxBackend, f58_encode, parse_id
+from hpc_connect.builtin_backends.flux import FluxBackend, f58_encode, parse_id
 from hpc_connect.errors import SubmitError
 from hpc_connect.job import JobSpec
 from hpc_connect.process import JobState

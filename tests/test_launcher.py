@@ -185,7 +185,7 @@ def test_vendor_from_version_output_is_cached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An mpiexec whose name says nothing is asked --version once; later calls use the cache."""
-    from hpc_connect.launchers.mpi import detect_vendor
+    from hpc_connect.builtin_launchers.mpi import detect_vendor
 
     bindir = tmp_path / "bin"
     bindir.mkdir()

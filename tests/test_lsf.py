@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fixtures.fakebin import FakeBin, fixture
 
-from hpc_connect.backends.lsf import LSFBackend
+from hpc_connect.builtin_backends.lsf import LSFBackend
 from hpc_connect.errors import SubmitError
 from hpc_connect.job import JobSpec
 from hpc_connect.process import JobState

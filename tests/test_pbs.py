@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fixtures.fakebin import FakeBin, fixture
 
-from hpc_connect.backends.pbs import PBSBackend, parse_qstat_text
+from hpc_connect.builtin_backends.pbs import PBSBackend, parse_qstat_text
 from hpc_connect.errors import ConfigError, SubmitError
 from hpc_connect.job import JobSpec
 from hpc_connect.process import JobState

@@ -71,7 +71,7 @@ def test_broken_plugin_warns_and_others_keep_working(
         tmp_path,
         "good_plugin",
         "good_mod",
-        "import hpc_connect\nfrom hpc_connect.backends.shell import ShellBackend\n"
+        "import hpc_connect\nfrom hpc_connect.builtin_backends.shell import ShellBackend\n"
         "class Good(ShellBackend):\n    name = 'good'\n"
         "@hpc_connect.hookimpl\ndef hpc_connect_backend():\n    return Good\n",
     )
@@ -135,3 +135,14 @@ def test_custom_backend_example_in_a_fresh_venv(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert "my-backend (also: mine)  [plugin my_plugin" in info.stdout, info.stdout
+
+
+def test_listing_functions_survive_backend_imports() -> None:
+    """hpc_connect.backends()/launchers() stay functions after backend modules are imported
+    (a subpackage of the same name would shadow them)."""
+    import hpc_connect.builtin_backends.shell  # noqa: F401
+    import hpc_connect.builtin_launchers.mpi  # noqa: F401
+
+    hpc_connect.get_backend("shell")
+    assert callable(hpc_connect.backends) and callable(hpc_connect.launchers)
+    assert "shell" in {cls.name for cls in hpc_connect.backends()}

@@ -15,7 +15,7 @@ from helpers import processes_with, wait_until
 
 import hpc_connect
 from hpc_connect import JobState, SubmitError
-from hpc_connect.backends.slurm import (
+from hpc_connect.builtin_backends.slurm import (
     SlurmBackend,
     directive_value,
     parse_sacct,
@@ -25,7 +25,7 @@ from hpc_connect.backends.slurm import (
 )
 from hpc_connect.job import JobSpec
 from hpc_connect.launcher import parse_segments
-from hpc_connect.launchers.srun import SrunLauncher
+from hpc_connect.builtin_launchers.srun import SrunLauncher
 from hpc_connect.script import JobFiles
 
 FIXTURES = Path(__file__).parent / "fixtures" / "slurm"

@@ -2,7 +2,7 @@
 
 Copy this package, rename it, and change the two classes. For a real batch scheduler
 derive from ``hpc_connect.BatchBackend`` instead and supply its commands (see
-``hpc_connect/backends/slurm.py``).
+``hpc_connect/builtin_backends/slurm.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import ClassVar
 import attrs
 
 import hpc_connect
-from hpc_connect.backends.shell import ShellBackend
+from hpc_connect.builtin_backends.shell import ShellBackend
 from hpc_connect.launcher import Segment
 
 
