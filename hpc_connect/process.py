@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import enum
+import signal
 import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .backend import HPCBackend
     from .job import JobSpec
+
+
+def signal_reason(returncode: int) -> str:
+    """Words for a process status: 'exit code 3' or 'killed by signal 9 (SIGKILL)'."""
+    if returncode < 0:
+        return f"killed by signal {-returncode} ({_signame(-returncode)})"
+    if 128 < returncode < 128 + 65:
+        return f"exit code {returncode} (signal {returncode - 128}, {_signame(returncode - 128)})"
+    return f"exit code {returncode}"
+
+
+def _signame(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 class JobState(enum.Enum):

@@ -26,10 +26,9 @@ from typing import Any, ClassVar
 from ..batch import BatchBackend, SchedulerStatus
 from ..errors import SubmitError
 from ..job import JobSpec
-from ..process import JobState
+from ..process import JobState, signal_reason
 from ..script import JobFiles
 from ._common import Option, directive_lines, last_line, option_argv, tolerant_status_ok
-from .shell import signal_reason
 
 F58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _STATES = {

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 from ..batch import BatchBackend, SchedulerStatus
 from ..errors import SubmitError
 from ..job import JobSpec
-from ..process import JobState
+from ..process import JobState, signal_reason
 from ..script import JobFiles
 from ._common import (
     Option,
@@ -37,7 +37,6 @@ from ._common import (
     per_node,
     tolerant_status_ok,
 )
-from .shell import signal_reason
 
 _STATES = {
     "PEND": JobState.PENDING, "WAIT": JobState.PENDING, "PSUSP": JobState.PENDING,

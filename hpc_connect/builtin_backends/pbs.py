@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 from ..batch import BatchBackend, SchedulerStatus
 from ..errors import ConfigError, SubmitError
 from ..job import JobSpec
-from ..process import JobState
+from ..process import JobState, signal_reason
 from ..script import JobFiles
 from ._common import (
     Option,
@@ -38,7 +38,6 @@ from ._common import (
     per_node,
     tolerant_status_ok,
 )
-from .shell import signal_reason
 
 _STATES = {
     "Q": JobState.PENDING, "H": JobState.PENDING, "W": JobState.PENDING,

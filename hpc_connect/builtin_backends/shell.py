@@ -21,24 +21,8 @@ from typing import Any, ClassVar
 
 from ..backend import HPCBackend
 from ..job import JobSpec
-from ..process import HPCProcess, JobState
+from ..process import HPCProcess, JobState, signal_reason
 from ..script import JobFiles, write_script
-
-
-def signal_reason(returncode: int) -> str:
-    """Words for a process status: 'exit code 3' or 'killed by signal 9 (SIGKILL)'."""
-    if returncode < 0:
-        return f"killed by signal {-returncode} ({_signame(-returncode)})"
-    if 128 < returncode < 128 + 65:
-        return f"exit code {returncode} (signal {returncode - 128}, {_signame(returncode - 128)})"
-    return f"exit code {returncode}"
-
-
-def _signame(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def session_members(sid: int) -> list[int]:
@@ -180,4 +164,4 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60] or "job"
 
 
-__all__ = ["ShellBackend", "ShellProcess", "kill_session", "session_members", "signal_reason"]
+__all__ = ["ShellBackend", "ShellProcess", "kill_session", "session_members"]

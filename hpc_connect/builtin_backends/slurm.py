@@ -36,9 +36,8 @@ from typing import Any, ClassVar
 from ..batch import BatchBackend, SchedulerStatus
 from ..errors import SchedulerError, SubmitError
 from ..job import JobSpec
-from ..process import JobState
+from ..process import JobState, signal_reason
 from ..script import JobFiles
-from .shell import signal_reason
 
 log = logging.getLogger("hpc_connect")
 
