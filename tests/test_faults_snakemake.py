@@ -147,14 +147,16 @@ rule after:
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_controller_restart_mid_run(slurm_cluster: str, tmp_path: Path) -> None:
-    """slurmctld stopped for 20 s while one Slurm job runs and two more are being
-    submitted, then started again: the run completes (exit 0), every output exists, no
-    job is reported failed, sbatch succeeded exactly once per job and squeue shows each
-    job name once (nothing submitted twice), nothing is left queued or running. Default
-    retry settings (5 retries from 1 s, doubling) and a 1 s polling interval."""
+    """slurmctld stopped for 20 s, then started again, mid-run: for the first 10 s one
+    Slurm job runs and ends while every status query fails, in the last 10 s two more
+    jobs are being submitted. The run completes (exit 0), every output exists, no job is
+    reported failed, sbatch succeeded exactly once per job and squeue shows each job name
+    once (nothing submitted twice), nothing is left queued or running. Default retry
+    settings (5 retries from 1 s, doubling) and a 1 s polling interval."""
     sleep = f"sleep 6.{uuid.uuid4().int % 10**6:06d}"
     workdir = workflow(tmp_path, RESTART.format(marker=sleep))
-    flaky = FlakyBin(tmp_path / "bin", ("sbatch",))
+    flaky = FlakyBin(tmp_path / "bin", ("sbatch", "squeue"))
+    flaky.only("squeue", "--jobs=")  # count the status queries (none injected)
     proc = start(workdir, *SLURM, env=flaky.env(), jobs=3)
     stopped = False
     try:
@@ -169,8 +171,10 @@ def test_controller_restart_mid_run(slurm_cluster: str, tmp_path: Path) -> None:
         assert proc.poll() is None, (workdir / "snakemake.err").read_text()[-3000:]
         assert cluster("stop-controller").returncode == 0
         stopped = True
+        time.sleep(10)  # status queries only; the running job ends meanwhile
+        status_while_down = flaky.calls("squeue")
         (workdir / "go").touch()  # the two `after` jobs are submitted while it is down
-        time.sleep(20)
+        time.sleep(10)
         calls_while_down = flaky.calls("sbatch")
         assert cluster("start-controller").returncode == 0
         stopped = False
@@ -190,8 +194,13 @@ def test_controller_restart_mid_run(slurm_cluster: str, tmp_path: Path) -> None:
     names = submitted_names(flaky, workdir)
     assert len(names) == 3 and not duplicates(names), names
     assert calls_while_down >= 2, "no submission was tried while slurmctld was down"
+    failed_status = [row for row in flaky.log("squeue") if row[1] != 0]
+    assert failed_status and status_while_down >= 1, "no status query met the downtime"
     refused = [row for row in flaky.log("sbatch") if row[1] != 0]
-    print(f"sbatch calls: {flaky.calls('sbatch')}, refused while down: {len(refused)}")
+    print(
+        f"sbatch calls: {flaky.calls('sbatch')}, refused while down: {len(refused)}; "
+        f"status queries: {flaky.calls('squeue')}, failed: {len(failed_status)}"
+    )
     assert not active_jobs_under(workdir) and not processes_with(sleep)
 
 
@@ -208,18 +217,19 @@ rule one:
 
 @pytest.mark.slurm
 def test_transient_scheduler_errors_through_snakemake(slurm_cluster: str, tmp_path: Path) -> None:
-    """sbatch failing twice and squeue failing four times in a row ("Socket timed out")
-    under Snakemake: the run completes with exit 0, no job is reported failed, and each
-    job is submitted exactly once."""
+    """sbatch failing twice and the status squeue failing seven times in a row ("Socket
+    timed out") under Snakemake: the run completes with exit 0, no job is reported
+    failed, and each job is submitted exactly once."""
     workdir = workflow(tmp_path, SMALL, config=FAST_RETRIES)
     flaky = FlakyBin(tmp_path / "bin", ("sbatch", "squeue"))
+    flaky.only("squeue", "--jobs=")  # the status queries (not sbatch's duplicate check)
     flaky.fail_next("sbatch", 2)
-    flaky.fail_next("squeue", 4)
+    flaky.fail_next("squeue", 7)  # two whole status cycles (3 tries each) and one more
     result = snakemake(workdir, *SLURM, env=flaky.env())
     assert result.returncode == 0, result.stderr[-4000:]
     assert (workdir / "a.txt").read_text() == "a\n" and (workdir / "b.txt").read_text() == "b\n"
     assert "Error in rule" not in result.stderr and not REPORTED.search(result.stderr)
-    assert flaky.injected("sbatch") == 2 and flaky.injected("squeue") == 4
+    assert flaky.injected("sbatch") == 2 and flaky.injected("squeue") == 7
     names = submitted_names(flaky, workdir)
     assert len(names) == 2 and not duplicates(names), names
 

@@ -36,6 +36,10 @@ class FlakyBin:
                 link.symlink_to(FLAKY)
             (folder / f"{program}.msg").write_text(SLURM_ERRORS.get(program, "error") + "\n")
 
+    def only(self, program: str, text: str) -> None:
+        """Count (and fail) only the calls of ``program`` whose arguments contain ``text``."""
+        (self.dir / f"{program}.only").write_text(text)
+
     def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """``base`` (default: this process's environment) with the folder first on PATH."""
         env = dict(os.environ if base is None else base)

@@ -7,6 +7,7 @@
 # <dir>/<prog>.fail the call prints <dir>/<prog>.msg to stderr and exits 1, as the real
 # command does when the controller does not answer; later calls run the real <prog>,
 # the next one on PATH after <dir>. Every call appends "<n> <rc> <stdout>" to <prog>.log.
+# With <prog>.only, only calls whose arguments contain its text are counted and failed.
 set -u
 dir=$(cd "$(dirname "$0")" && pwd -P)
 prog=$(basename "$0")
@@ -18,6 +19,11 @@ for entry in "${entries[@]}"; do
     if [[ -x $entry/$prog && ! -d $entry/$prog ]]; then real=$entry/$prog; break; fi
 done
 [[ -n $real ]] || { echo "flaky.sh: no real $prog on PATH" >&2; exit 127; }
+
+# with <prog>.only, calls whose arguments lack that text run the real program uncounted
+if [[ -s $dir/$prog.only && "$*" != *"$(<"$dir/$prog.only")"* ]]; then
+    exec "$real" "$@"
+fi
 
 exec 9>>"$dir/$prog.lock"
 flock -w 60 9 || { echo "flaky.sh: lock timeout" >&2; exit 1; }
