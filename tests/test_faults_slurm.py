@@ -134,3 +134,24 @@ def test_scancel_from_outside_is_cancelled(slurm: SlurmBackend, tmp_path: Path) 
     assert "cancel" in proc.reason.lower() and "by user" not in proc.reason, proc.reason
     assert wait_until(lambda: not processes_with(marker), timeout=60, interval=0.2)
     assert not active_jobs_under(tmp_path)
+
+
+def test_lost_submit_reply_with_unreadable_queue_not_duplicated(
+    slurm: SlurmBackend, flaky: FlakyBin, tmp_path: Path
+) -> None:
+    """sbatch queues the job but its reply is lost ("Socket timed out"), and the squeue
+    that looks for the job before resubmitting also fails once: the job is still not
+    submitted a second time (hpc_connect keeps looking rather than resubmitting blind)."""
+    name = f"lost-reply-{uuid.uuid4().hex[:8]}"
+    flaky.lying("sbatch")
+    flaky.fail_next("sbatch", 1)
+    flaky.only("squeue", "--me")  # the duplicate check, not status queries
+    flaky.fail_next("squeue", 3)  # one whole query (1 try + 2 retries)
+    proc = slurm.submit(name, ["true"], submit_flags=["--hold"])
+    try:
+        names = [n for _, n, _ in slurm_jobs_under(tmp_path)]
+        assert names.count(name) == 1, (names, flaky.log("sbatch"), flaky.log("squeue"))
+        assert [j for j, n, _ in slurm_jobs_under(tmp_path) if n == name] == [proc.jobid]
+    finally:
+        ids = [j for j, n, _ in slurm_jobs_under(tmp_path) if n == name]
+        subprocess.run(["scancel", *ids], capture_output=True, timeout=60, check=False)

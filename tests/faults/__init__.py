@@ -40,6 +40,11 @@ class FlakyBin:
         """Count (and fail) only the calls of ``program`` whose arguments contain ``text``."""
         (self.dir / f"{program}.only").write_text(text)
 
+    def lying(self, program: str) -> None:
+        """Injected failures of ``program`` run the real program first (work done, but
+        reported failed)."""
+        (self.dir / f"{program}.lying").touch()
+
     def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """``base`` (default: this process's environment) with the folder first on PATH."""
         env = dict(os.environ if base is None else base)

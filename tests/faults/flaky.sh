@@ -7,7 +7,9 @@
 # <dir>/<prog>.fail the call prints <dir>/<prog>.msg to stderr and exits 1, as the real
 # command does when the controller does not answer; later calls run the real <prog>,
 # the next one on PATH after <dir>. Every call appends "<n> <rc> <stdout>" to <prog>.log.
-# With <prog>.only, only calls whose arguments contain its text are counted and failed.
+# With <prog>.only, only calls whose arguments contain its text are counted and failed;
+# with <prog>.lying, a failing call first runs the real program (the work is done, but
+# the caller is told it failed, as after a reply lost on the way back).
 set -u
 dir=$(cd "$(dirname "$0")" && pwd -P)
 prog=$(basename "$0")
@@ -33,6 +35,8 @@ fail=$(cat "$dir/$prog.fail" 2>/dev/null || echo 0)
 if (( n <= fail )); then
     echo "$n 1 (injected)" >>"$dir/$prog.log"
     exec 9>&-
+    # with <prog>.lying, the real program runs first: it did its work, then "failed"
+    [[ -e $dir/$prog.lying ]] && "$real" "$@" >/dev/null 2>&1
     cat "$dir/$prog.msg" >&2
     exit 1
 fi
