@@ -105,7 +105,8 @@ class BatchBackend(HPCBackend):
         """The id of a job already submitted from ``files.script``, if the scheduler shows one.
 
         Called before retrying a submission whose first attempt may have gone through,
-        so a job is never submitted twice.
+        so a job is never submitted twice. Raise ``SchedulerError`` when the scheduler
+        cannot be asked: the job is then looked for again later, never resubmitted blind.
         """
         return None
 
@@ -165,16 +166,29 @@ class BatchBackend(HPCBackend):
         env = self.submit_env()
         attempts = self.retries + 1
         delay = self.retry_delay
+        unsure = False  # the last look for an earlier attempt's job failed
         for attempt in range(attempts):
-            result = self.run(argv, retries=0, env=env, transient_only=True)
-            if result.returncode == 0:
-                return BatchProcess(self, spec, self.parse_jobid(result.stdout), files)
-            message = " ".join((result.stderr or result.stdout).split())
-            if not self.is_transient(message) or attempt + 1 == attempts:
-                raise SubmitError(f"{self.name}: {argv[0]} refused job {spec.name!r}: {message}")
+            if not unsure:
+                result = self.run(argv, retries=0, env=env, transient_only=True)
+                if result.returncode == 0:
+                    return BatchProcess(self, spec, self.parse_jobid(result.stdout), files)
+                message = " ".join((result.stderr or result.stdout).split())
+                if not self.is_transient(message) or attempt + 1 == attempts:
+                    raise SubmitError(
+                        f"{self.name}: {argv[0]} refused job {spec.name!r}: {message}")
             time.sleep(delay)
             delay = min(delay * 2, 30.0)
-            if (jobid := self.find_submitted(files)) is not None:
+            try:
+                jobid = self.find_submitted(files)
+            except SchedulerError as exc:
+                if attempt + 1 == attempts:
+                    raise SubmitError(
+                        f"{self.name}: {argv[0]} failed for job {spec.name!r} ({message}) and "
+                        f"whether it was queued cannot be told: {exc}") from None
+                unsure = True
+                continue
+            unsure = False
+            if jobid is not None:
                 log.warning("%s reported an error but job %s was submitted", argv[0], jobid)
                 return BatchProcess(self, spec, jobid, files)
         raise AssertionError("unreachable")

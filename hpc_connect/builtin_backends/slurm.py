@@ -164,8 +164,8 @@ class SlurmBackend(BatchBackend):
     def find_submitted(self, files: JobFiles) -> str | None:
         result = self.run(["squeue", "--me", "--noheader", "--states=all", "--format=%i|%o"],
                           retries=2)
-        if result.returncode != 0:
-            return None
+        if result.returncode != 0:  # unknown: never resubmit blind
+            raise SchedulerError(f"squeue failed: {(result.stderr or result.stdout).strip()}")
         found = [jobid for jobid, _, command in
                  (line.strip().partition("|") for line in result.stdout.splitlines())
                  if command and jobid.isdigit() and Path(command) == files.script]
