@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hpc_connect.errors import InvalidJobError, LauncherNotFoundError
 from hpc_connect.builtin_launchers.flux import FluxRunLauncher
 from hpc_connect.builtin_launchers.jsrun import JsrunLauncher
+from hpc_connect.errors import InvalidJobError, LauncherNotFoundError
 from hpc_connect.registry import LAUNCHERS, find_launcher_class
 
 

@@ -140,8 +140,8 @@ def test_custom_backend_example_in_a_fresh_venv(tmp_path: Path) -> None:
 def test_listing_functions_survive_backend_imports() -> None:
     """hpc_connect.backends()/launchers() stay functions after backend modules are imported
     (a subpackage of the same name would shadow them)."""
-    import hpc_connect.builtin_backends.shell  # noqa: F401
-    import hpc_connect.builtin_launchers.mpi  # noqa: F401
+    import hpc_connect.builtin_backends.shell
+    import hpc_connect.builtin_launchers.mpi
 
     hpc_connect.get_backend("shell")
     assert callable(hpc_connect.backends) and callable(hpc_connect.launchers)

@@ -23,9 +23,9 @@ from hpc_connect.builtin_backends.slurm import (
     parse_sinfo,
     slurm_time,
 )
+from hpc_connect.builtin_launchers.srun import SrunLauncher
 from hpc_connect.job import JobSpec
 from hpc_connect.launcher import parse_segments
-from hpc_connect.builtin_launchers.srun import SrunLauncher
 from hpc_connect.script import JobFiles
 
 FIXTURES = Path(__file__).parent / "fixtures" / "slurm"
