@@ -48,8 +48,8 @@ GENERIC_SUBMIT = "bash -c 'nohup bash \"$0\" >/dev/null 2>&1 </dev/null & echo $
 
 
 def snakemake() -> list[str]:
-    exe = shutil.which("snakemake")
-    return [exe] if exe else [sys.executable, "-m", "snakemake"]
+    """Snakemake of the interpreter running this benchmark (run it from the env to measure)."""
+    return [sys.executable, "-m", "snakemake"]
 
 
 def timed_run(workdir: Path, n: int, args: list[str]) -> float:
