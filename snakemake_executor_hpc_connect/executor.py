@@ -25,7 +25,7 @@ from hpc_connect import HPCProcess, JobState, get_backend
 from hpc_connect.errors import HPCConnectError, InvalidJobError
 
 from .logs import log_path, safe
-from .mpi import add_rule_defaults, mpi_default
+from .mpi import add_rule_defaults, mpi_default, user_default_resources
 from .resources import submit_kwargs
 from .settings import DEFAULT_LOGDIR, ExecutorSettings
 
@@ -74,12 +74,15 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
     def additional_general_args(self) -> str:
         """Give the job's Snakemake our ``resources.mpi`` default (rules may override it)."""
         entry = self.mpi.resource_arg()
-        parsed = getattr(self.workflow.resource_settings, "_parsed_default_resources", None)
-        if entry is None or parsed is None or "mpi" in parsed:
+        user = user_default_resources(self.workflow.resource_settings)
+        if entry is None or any(arg.split("=", 1)[0] == "mpi" for arg in user or ()):
+            return ""
+        if user is None:
+            self.logger.warning("hpc-connect: cannot read this Snakemake's default resources; "
+                                "rules using {resources.mpi} must set mpi themselves")
             return ""
         # a later --default-resources replaces the earlier one: repeat the user's entries
-        return str(format_cli_arg("--default-resources", [*parsed.args, entry],
-                                  base64_encode=True))
+        return str(format_cli_arg("--default-resources", [*user, entry], base64_encode=True))
 
     # ---- submission -----------------------------------------------------------------
     def run_job(self, job: JobExecutorInterface) -> None:

@@ -68,3 +68,14 @@ def add_rule_defaults(rules: Iterable[Any], default: MPIDefault) -> None:
     for rule in rules:
         if "mpi" not in rule.resources:
             rule.resources["mpi"] = default.command
+
+
+def user_default_resources(resource_settings: Any) -> list[str] | None:
+    """The ``--default-resources`` entries Snakemake passes to each job, where this
+    Snakemake keeps them (9.2x: ``_parsed_default_resources``; earlier 9.x:
+    ``default_resources``), the same place its own job spawning reads; None if neither."""
+    for attr in ("_parsed_default_resources", "default_resources"):
+        args = getattr(getattr(resource_settings, attr, None), "args", None)
+        if args is not None:
+            return [str(arg) for arg in args]
+    return None

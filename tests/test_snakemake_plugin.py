@@ -21,8 +21,7 @@ SLURM = ["--hpc-connect-backend", "slurm", "--hpc-connect-polling-interval", "1"
 
 
 def snakemake_argv(workdir: Path, snakefile: Path, *args: str) -> list[str]:
-    exe = shutil.which("snakemake")
-    head = [exe] if exe else [sys.executable, "-m", "snakemake"]
+    head = [sys.executable, "-m", "snakemake"]  # the Snakemake under test, not PATH's
     return [*head, "-s", str(snakefile), "--directory", str(workdir),
             "--executor", "hpc-connect", "--jobs", "2", *args]
 
