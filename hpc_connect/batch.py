@@ -160,38 +160,40 @@ class BatchBackend(HPCBackend):
         return JobFiles.for_spec(spec, self.run_dir() / self._run, key)
 
     def submit_spec(self, spec: JobSpec) -> BatchProcess:
+        """Write the script and submit it, retrying transient failures with backoff.
+
+        A failed attempt may still have queued the job (a lost reply), so before each
+        new attempt, and once more before giving up, ``find_submitted`` looks for it; if
+        that look itself fails, the job is not resubmitted blind.
+        """
         files = self.job_files(spec)
         write_script(spec, files, directives=self.directives(spec, files))
         argv = self.submit_argv(spec, files)
         env = self.submit_env()
-        attempts = self.retries + 1
-        delay = self.retry_delay
-        unsure = False  # the last look for an earlier attempt's job failed
-        for attempt in range(attempts):
-            if not unsure:
-                result = self.run(argv, retries=0, env=env, transient_only=True)
-                if result.returncode == 0:
-                    return BatchProcess(self, spec, self.parse_jobid(result.stdout), files)
-                message = " ".join((result.stderr or result.stdout).split())
-                if not self.is_transient(message) or attempt + 1 == attempts:
-                    raise SubmitError(
-                        f"{self.name}: {argv[0]} refused job {spec.name!r}: {message}")
-            time.sleep(delay)
-            delay = min(delay * 2, 30.0)
-            try:
-                jobid = self.find_submitted(files)
-            except SchedulerError as exc:
-                if attempt + 1 == attempts:
-                    raise SubmitError(
-                        f"{self.name}: {argv[0]} failed for job {spec.name!r} ({message}) and "
-                        f"whether it was queued cannot be told: {exc}") from None
-                unsure = True
-                continue
-            unsure = False
-            if jobid is not None:
-                log.warning("%s reported an error but job %s was submitted", argv[0], jobid)
-                return BatchProcess(self, spec, jobid, files)
-        raise AssertionError("unreachable")
+        delay, message = self.retry_delay, ""
+        for attempt in range(self.retries + 2):
+            if attempt:
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                try:
+                    jobid = self.find_submitted(files)
+                except SchedulerError as exc:
+                    message = f"{message}; the queue could not be checked: {exc}"
+                    continue
+                if jobid is not None:
+                    log.warning("%s reported an error but job %s was queued", argv[0], jobid)
+                    return BatchProcess(self, spec, jobid, files)
+            if attempt > self.retries:
+                break
+            result = self.run(argv, retries=0, env=env, transient_only=True)
+            if result.returncode == 0:
+                return BatchProcess(self, spec, self.parse_jobid(result.stdout), files)
+            message = " ".join((result.stderr or result.stdout).split())
+            if not self.is_transient(message):
+                raise SubmitError(f"{self.name}: {argv[0]} refused job {spec.name!r}: {message}")
+            log.warning("%s failed for job %r (%s); retrying", argv[0], spec.name, message)
+        raise SubmitError(f"{self.name}: {argv[0]} kept failing for job {spec.name!r} "
+                          f"({self.retries + 1} attempts): {message}")
 
     def poll_many(self, processes: Iterable[HPCProcess]) -> None:
         live = [p for p in processes if isinstance(p, BatchProcess) and not p.done]
