@@ -30,8 +30,7 @@ FAST_RETRIES = "[backends.slurm]\nretry_delay = 0.2\n"
 
 
 def snakemake_argv(workdir: Path, *args: str, jobs: int = 2) -> list[str]:
-    exe = shutil.which("snakemake")
-    head = [exe] if exe else [sys.executable, "-m", "snakemake"]
+    head = [sys.executable, "-m", "snakemake"]  # the Snakemake under test, not PATH's
     return [
         *head,
         "-s",
