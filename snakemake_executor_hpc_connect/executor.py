@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+import signal
 import threading
 import uuid
 from collections.abc import AsyncGenerator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from snakemake_interface_common.exceptions import WorkflowError
@@ -64,7 +66,8 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         self.next_seconds_between_status_checks = self.interval
         self.status_failures = 0
         self.live: dict[int, HPCProcess] = {}  # every submitted, unfinished job
-        self.live_lock = threading.Lock()
+        self.live_lock = threading.RLock()  # RLock: the SIGTERM handler may re-enter
+        self.sigterm_chained = False
         self.logger.info(
             f"hpc-connect: backend {self.backend.name}, run {self.run_id}, "
             f"resources.mpi default {self.mpi.command or '(none: ' + self.mpi.problem + ')'}, "
@@ -86,6 +89,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
 
     # ---- submission -----------------------------------------------------------------
     def run_job(self, job: JobExecutorInterface) -> None:
+        self.chain_sigterm()
         info = SubmittedJobInfo(job)
         what = f"group {job.name}" if job.is_group() else f"rule {job.name}"
         resources = dict(job.resources.items())
@@ -172,6 +176,28 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
                     f"{process.state.value}: {reason}; log: {log}. ", aux_logs=[str(log)])
 
     # ---- cancel ---------------------------------------------------------------------
+    def chain_sigterm(self) -> None:
+        """Make SIGTERM cancel every job, then stop Snakemake as it would have.
+
+        Snakemake's own SIGTERM handling waits for running jobs, queued ones included;
+        on a cluster SIGTERM usually comes shortly before SIGKILL (the allocation
+        Snakemake runs in ends, the session is closed), so waiting would leave the jobs
+        behind. Installed at the first submission, after Snakemake's handler exists."""
+        if self.sigterm_chained or threading.current_thread() is not threading.main_thread():
+            return
+        self.sigterm_chained = True
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            self.logger.info("hpc-connect: SIGTERM: cancelling every job of this run")
+            self.cancel_jobs([])
+            if callable(previous):
+                previous(signum, frame)
+            elif previous == signal.SIG_DFL:
+                raise SystemExit(128 + signum)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+
     def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
         """Cancel every live job (also those a status cycle holds) with one call."""
         with self.live_lock:
