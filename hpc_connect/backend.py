@@ -78,6 +78,11 @@ class HPCBackend(abc.ABC):
         return f"<{type(self).__name__} name={self.name!r}>"
 
     @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this backend cannot submit from this machine (None: it can)."""
+        return None
+
+    @classmethod
     def matches(cls, name: str | None) -> bool:
         """True if ``name`` names this backend (case-insensitive)."""
         return name is not None and name.lower() in (cls.name, *cls.aliases)

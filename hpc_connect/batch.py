@@ -14,6 +14,7 @@ import abc
 import logging
 import os
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -119,6 +120,12 @@ class BatchBackend(HPCBackend):
         return result.returncode == 0
 
     # ---- the shared mechanism ---------------------------------------------------------
+    @classmethod
+    def unavailable(cls) -> str | None:
+        if shutil.which(cls.submit_program) is None:
+            return f"{cls.submit_program} not on PATH"
+        return None
+
     def is_transient(self, stderr: str) -> bool:
         return any(re.search(p, stderr, re.IGNORECASE) for p in self.transient_errors)
 

@@ -3,7 +3,6 @@ and ``hpc-connect`` (``info``, ``submit``)."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 from .errors import HPCConnectError
@@ -67,16 +66,14 @@ def launch_main(argv: Sequence[str] | None = None) -> int:
         from .registry import launcher_for
 
         launcher = launcher_for(name, config_file)
-        argv_, extra = launcher.command(args)
-        if dry_run:
-            import shlex
+        if not dry_run:
+            launcher.exec(args)
+        import shlex
 
-            env = [f"{k}={shlex.quote(v)}" for k, v in extra.items()]
-            print(shlex.join([*env, *argv_]) if not env else " ".join(env) + " "
-                  + shlex.join(argv_))
-            return 0
-        sys.stdout.flush()
-        os.execve(argv_[0], argv_, {**os.environ, **extra})
+        command, extra = launcher.command(args)
+        print(" ".join([*(f"{k}={shlex.quote(v)}" for k, v in extra.items()),
+                        shlex.join(command)]))
+        return 0
     except HPCConnectError as exc:
         return _fail("hpc-launch", str(exc))
     except OSError as exc:

@@ -41,7 +41,9 @@ def _info(config_file: str | None) -> int:
     print("backends:")
     for cls, source in backend_classes():
         aliases = f" (also: {', '.join(cls.aliases)})" if cls.aliases else ""
-        print(f"  {cls.name}{aliases}  [{source}; launcher {cls.launcher}]")
+        problem = cls.unavailable()
+        status = f"; unavailable: {problem}" if problem else ""
+        print(f"  {cls.name}{aliases}  [{source}; launcher {cls.launcher}{status}]")
     print("launchers:")
     for lcls, source in launcher_classes():
         print(f"  {lcls.name}  [{source}]")

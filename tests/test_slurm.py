@@ -430,3 +430,18 @@ def test_srun_inside_batch_job(slurm: SlurmBackend) -> None:
     p = slurm.submit("mpi-ish", ["hpc-launch --backend=slurm -n 2 hostname"], cpus=2)
     assert p.wait(timeout=120) == 0, Path(p.files.output).read_text()
     assert len(Path(p.files.output).read_text().split()) == 2
+
+
+def test_nodes_required_from_node_geometry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """nodes_required rounds up CPUs and GPUs over the per-node counts (here as sinfo
+    would report 4 nodes of 8 CPUs and 2 GPUs); asking GPUs of a GPU-less machine is an
+    error that says so."""
+    for var in ("SLURM_JOB_ID", "SLURM_CPUS_ON_NODE", "SLURM_JOB_NUM_NODES", "SLURM_NNODES"):
+        monkeypatch.delenv(var, raising=False)
+    backend = SlurmBackend()
+    backend._sinfo = (4, 8, 2)
+    assert [backend.nodes_required(cpus=c) for c in (1, 8, 9, 20)] == [1, 1, 2, 3]
+    assert backend.nodes_required(cpus=4, gpus=3) == 2
+    backend._sinfo = (4, 8, 0)
+    with pytest.raises(hpc_connect.InvalidJobError, match="gpus=1: backend 'slurm' reports no"):
+        backend.nodes_required(gpus=1)
