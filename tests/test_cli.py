@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,8 +25,11 @@ def test_info_lists_backends_launchers_and_config(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "config file: hpc_connect.toml" in out.stdout
     assert "default backend: slurm" in out.stdout
-    assert "  slurm (also: sbatch)  [built-in; launcher srun]" in out.stdout
+    assert "  slurm (also: sbatch)  [built-in; launcher srun" in out.stdout
     assert "  shell (also: local)  [built-in; launcher mpi]" in out.stdout
+    if shutil.which("qsub") is None:
+        assert "  pbs (also: qsub, torque)  [built-in; launcher mpi; unavailable: qsub not on " \
+            "PATH]" in out.stdout
     assert "  mpi  [built-in]" in out.stdout
 
 
