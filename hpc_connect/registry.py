@@ -29,13 +29,13 @@ BACKENDS = {
     "sbatch": "hpc_connect.builtin_backends.slurm:SlurmBackend",
     "pbs": "hpc_connect.builtin_backends.pbs:PBSBackend",
     "qsub": "hpc_connect.builtin_backends.pbs:PBSBackend",
-    "torque": "hpc_connect.builtin_backends.pbs:PBSBackend",
+    "torque": "hpc_connect.builtin_backends.pbs:TorqueBackend",
     "lsf": "hpc_connect.builtin_backends.lsf:LSFBackend",
     "bsub": "hpc_connect.builtin_backends.lsf:LSFBackend",
     "flux": "hpc_connect.builtin_backends.flux:FluxBackend",
 }
 #: each built-in backend's own launcher (its class attribute ``launcher``; tests check)
-BACKEND_LAUNCHERS = {"shell": "mpi", "slurm": "srun", "pbs": "mpi", "lsf": "jsrun",
+BACKEND_LAUNCHERS = {"shell": "mpi", "slurm": "srun", "pbs": "mpi", "torque": "mpi", "lsf": "jsrun",
                      "flux": "flux-run"}
 LAUNCHERS = {
     "mpi": "hpc_connect.builtin_launchers.mpi:MPILauncher",

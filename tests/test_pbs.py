@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from fixtures.fakebin import FakeBin, fixture
 
+import hpc_connect
 from hpc_connect.builtin_backends.pbs import PBSBackend, parse_qstat_text
 from hpc_connect.errors import ConfigError, SubmitError
 from hpc_connect.job import JobSpec
@@ -26,11 +27,14 @@ def backend(tmp_path: Path, **kw: object) -> PBSBackend:
 
 
 def test_registry_names() -> None:
-    """No real PBS here. Checks the registry names and class attributes agree."""
-    for name in ("pbs", "qsub", "torque"):
+    """No real PBS here. Checks the registry names and class attributes agree, and that
+    the name "torque" gives the Torque flavor without further options."""
+    for name in ("pbs", "qsub"):
         assert find_backend_class(name) is PBSBackend and PBSBackend.matches(name)
     assert BACKENDS["pbs"].endswith(":PBSBackend")
     assert PBSBackend.launcher == BACKEND_LAUNCHERS["pbs"] == "mpi"
+    assert hpc_connect.get_backend("torque").flavor == "torque"  # type: ignore[attr-defined]
+    assert hpc_connect.get_backend("pbs").flavor == "pro"  # type: ignore[attr-defined]
 
 
 def test_directives_exact_and_script_runs_literally(tmp_path: Path) -> None:

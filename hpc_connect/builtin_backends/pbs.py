@@ -154,7 +154,8 @@ class PBSBackend(BatchBackend):
     """PBS Pro / OpenPBS (``flavor="pro"``) or Torque (``flavor="torque"``)."""
 
     name: ClassVar[str] = "pbs"
-    aliases: ClassVar[tuple[str, ...]] = ("qsub", "torque")
+    aliases: ClassVar[tuple[str, ...]] = ("qsub",)
+    default_flavor: ClassVar[str] = "pro"
     launcher: ClassVar[str] = "mpi"
     submit_program: ClassVar[str] = "qsub"
     transient_errors: ClassVar[tuple[str, ...]] = (
@@ -162,8 +163,10 @@ class PBSBackend(BatchBackend):
         r"pbs_iff", r"no free connections", r"server .*(unavailable|busy)",
     )
 
-    def __init__(self, *, flavor: str = "pro", export_env: bool = True, **options: Any) -> None:
+    def __init__(self, *, flavor: str | None = None, export_env: bool = True,
+                 **options: Any) -> None:
         super().__init__(**options)
+        flavor = flavor or self.default_flavor
         if flavor not in ("pro", "torque"):
             raise ConfigError(f"pbs flavor={flavor!r}: expected 'pro' (PBS Pro/OpenPBS) "
                               "or 'torque'")
@@ -224,3 +227,11 @@ class PBSBackend(BatchBackend):
 
     def cancel_argv(self, jobids: Sequence[str]) -> list[str]:
         return ["qdel", *jobids]
+
+
+class TorqueBackend(PBSBackend):
+    """Torque: ``get_backend("torque")`` is PBS with ``flavor="torque"``."""
+
+    name: ClassVar[str] = "torque"
+    aliases: ClassVar[tuple[str, ...]] = ()
+    default_flavor: ClassVar[str] = "torque"
