@@ -17,7 +17,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -131,11 +131,13 @@ class BatchBackend(HPCBackend):
 
     def run(self, argv: Sequence[str], *, retries: int | None = None,
             env: Mapping[str, str] | None = None, transient_only: bool = False,
-            ok: Any = None) -> subprocess.CompletedProcess[str]:
+            ok: Callable[[subprocess.CompletedProcess[str]], bool] | None = None,
+            ) -> subprocess.CompletedProcess[str]:
         """Run a scheduler command, retrying failures with exponential backoff.
 
-        With ``transient_only`` a failure whose message is not transient is returned at
-        once (the caller turns it into an error with the scheduler's own words).
+        ``ok`` decides success (default: exit status 0). With ``transient_only`` a failure
+        whose message is not transient is returned at once (the caller turns it into an
+        error with the scheduler's own words).
         """
         attempts = (self.retries if retries is None else retries) + 1
         delay = self.retry_delay
@@ -149,7 +151,7 @@ class BatchBackend(HPCBackend):
                     f"{argv[0]!r} not found on PATH: is this a {self.name} machine?") from None
             except subprocess.TimeoutExpired:
                 result = subprocess.CompletedProcess(list(argv), 1, "", f"{argv[0]}: timed out")
-            if (ok or (lambda r: r.returncode == 0))(result):
+            if result.returncode == 0 if ok is None else ok(result):
                 return result
             message = (result.stderr or result.stdout).strip()
             if transient_only and not self.is_transient(message):
