@@ -69,6 +69,7 @@ SlurmctldLogFile=$STATE/log/slurmctld.log
 SlurmdLogFile=$STATE/log/slurmd.log
 NodeName=$NODE CPUs=$CPUS RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+PartitionName=long Nodes=$NODE Default=NO MaxTime=INFINITE State=UP
 EOF
     mv "$CONF.new" "$CONF"
     # Programs inside jobs (srun) look at /etc/slurm/slurm.conf when SLURM_CONF is unset.
