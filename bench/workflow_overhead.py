@@ -48,8 +48,9 @@ GENERIC_SUBMIT = "bash -c 'nohup bash \"$0\" >/dev/null 2>&1 </dev/null & echo $
 
 
 def snakemake() -> list[str]:
-    """Snakemake of the interpreter running this benchmark (run it from the env to measure)."""
-    return [sys.executable, "-m", "snakemake"]
+    """The Snakemake installed beside the interpreter running this benchmark (not PATH's,
+    and not ``python -m``, which would import the source tree from the working folder)."""
+    return [str(Path(sys.executable).parent / "snakemake")]
 
 
 def timed_run(workdir: Path, n: int, args: list[str]) -> float:

@@ -66,7 +66,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         self.next_seconds_between_status_checks = self.interval
         self.status_failures = 0
         self.live: dict[int, HPCProcess] = {}  # every submitted, unfinished job
-        self.live_lock = threading.RLock()  # RLock: the SIGTERM handler may re-enter
+        self.live_lock = threading.Lock()
         self.sigterm_chained = False
         self.logger.info(
             f"hpc-connect: backend {self.backend.name}, run {self.run_id}, "
@@ -182,20 +182,29 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         Snakemake's own SIGTERM handling waits for running jobs, queued ones included;
         on a cluster SIGTERM usually comes shortly before SIGKILL (the allocation
         Snakemake runs in ends, the session is closed), so waiting would leave the jobs
-        behind. Installed at the first submission, after Snakemake's handler exists."""
+        behind. Installed at the first submission, after Snakemake's handler exists.
+        The handler itself only sets an event (no I/O or locks in a signal handler); a
+        thread started here logs, cancels and then hands over to Snakemake's handler."""
         if self.sigterm_chained or threading.current_thread() is not threading.main_thread():
             return
         self.sigterm_chained = True
         previous = signal.getsignal(signal.SIGTERM)
+        received = threading.Event()
 
         def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            received.set()
+            if not callable(previous) and previous == signal.SIG_DFL:
+                raise SystemExit(128 + signum)
+
+        def cancel_on_sigterm() -> None:
+            received.wait()
             self.logger.info("hpc-connect: SIGTERM: cancelling every job of this run")
             self.cancel_jobs([])
             if callable(previous):
-                previous(signum, frame)
-            elif previous == signal.SIG_DFL:
-                raise SystemExit(128 + signum)
+                previous(signal.SIGTERM, None)
 
+        threading.Thread(target=cancel_on_sigterm, name="hpc-connect-sigterm",
+                         daemon=True).start()
         signal.signal(signal.SIGTERM, on_sigterm)
 
     def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:

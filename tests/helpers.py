@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import psutil
+
+#: the bin folder of the environment under test (the venv running pytest), never PATH's
+BIN = Path(sys.executable).parent
+
+
+def program(name: str) -> str:
+    """The full path of ``name`` (``snakemake``, ``hpc-launch``, ...) in the environment
+    under test; fails if it is not installed there, rather than falling back to PATH."""
+    path = BIN / name
+    if not path.exists():
+        raise AssertionError(f"{name} is not installed in {BIN}: pip install '.[test]' there")
+    return str(path)
 
 
 def processes_with(marker: str) -> list[psutil.Process]:

@@ -1,16 +1,17 @@
-"""The hpc-connect command (python -m hpc_connect): info and submit."""
+"""The hpc-connect command (the installed one of the environment under test): info, submit."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
+
+from helpers import program
 
 
 def hpc_connect_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hpc_connect", *args],
+        [program("hpc-connect"), *args],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -6,10 +6,10 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import program
 
 import hpc_connect
 from hpc_connect import InvalidJobError, LauncherNotFoundError, UnknownBackendError
@@ -25,12 +25,7 @@ def hpc_launch(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from hpc_connect.cli import launch_main; sys.exit(launch_main())",
-            *args,
-        ],
+        [program("hpc-launch"), *args],
         capture_output=True,
         text=True,
         timeout=120,

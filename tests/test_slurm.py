@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import processes_with, wait_until
+from helpers import processes_with, program, wait_until
 
 import hpc_connect
 from hpc_connect import JobState, SubmitError
@@ -418,7 +418,7 @@ def test_resources_from_sinfo(slurm: SlurmBackend, monkeypatch: pytest.MonkeyPat
 def test_hpc_launch_srun_via_salloc(slurm_cluster: str) -> None:
     """`salloc -n 2 hpc-launch --backend=slurm -n 2 hostname` runs two tasks through srun."""
     result = subprocess.run(
-        ["salloc", "-n", "2", "hpc-launch", "--backend=slurm", "-n", "2", "hostname"],
+        ["salloc", "-n", "2", program("hpc-launch"), "--backend=slurm", "-n", "2", "hostname"],
         capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [os.uname().nodename.split(".")[0]] * 2
@@ -427,7 +427,8 @@ def test_hpc_launch_srun_via_salloc(slurm_cluster: str) -> None:
 @pytest.mark.slurm
 def test_srun_inside_batch_job(slurm: SlurmBackend) -> None:
     """Inside a batch job with cpus=2, hpc-launch's srun starts two tasks."""
-    p = slurm.submit("mpi-ish", ["hpc-launch --backend=slurm -n 2 hostname"], cpus=2)
+    launch = shlex.quote(program("hpc-launch"))
+    p = slurm.submit("mpi-ish", [f"{launch} --backend=slurm -n 2 hostname"], cpus=2)
     assert p.wait(timeout=120) == 0, Path(p.files.output).read_text()
     assert len(Path(p.files.output).read_text().split()) == 2
 

@@ -9,11 +9,10 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import processes_with, wait_until
+from helpers import processes_with, program, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "workflow" / "Snakefile"
@@ -21,7 +20,7 @@ SLURM = ["--hpc-connect-backend", "slurm", "--hpc-connect-polling-interval", "1"
 
 
 def snakemake_argv(workdir: Path, snakefile: Path, *args: str) -> list[str]:
-    head = [sys.executable, "-m", "snakemake"]  # the Snakemake under test, not PATH's
+    head = [program("snakemake")]  # the Snakemake under test, not PATH's
     return [*head, "-s", str(snakefile), "--directory", str(workdir),
             "--executor", "hpc-connect", "--jobs", "2", *args]
 
