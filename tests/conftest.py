@@ -49,3 +49,25 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             if any(part.startswith(base) for part in line.split("|")[1:])]
     if ours:
         subprocess.run(["scancel", *ours], capture_output=True, timeout=60, env=env)
+
+
+#: the second test cluster: cgroup process tracking, its own state folder and ports
+CGROUP_CLUSTER = {"HPC_CONNECT_SLURM_DIR": "/tmp/hpc-connect-slurm-cgroup",
+                  "HPC_CONNECT_SLURM_PROCTRACK": "cgroup", "HPC_CONNECT_SLURM_PORT": "6827"}
+
+
+@pytest.fixture(scope="session")
+def slurm_cgroup_cluster(slurm_cluster: str) -> Iterator[str]:
+    """A second one-node Slurm beside the first, tracking job processes with the cgroup v1
+    freezer (``proctrack/cgroup``); yields its SLURM_CONF (pass it in ``env``: the first
+    cluster stays this process's default) and stops it at the end. Skipped only where the
+    machine has no writable freezer hierarchy."""
+    if not os.access("/sys/fs/cgroup/freezer", os.W_OK):
+        pytest.skip("no writable cgroup v1 freezer (/sys/fs/cgroup/freezer): linuxproc only")
+    env = {**os.environ, **CGROUP_CLUSTER}
+    started = subprocess.run(["bash", str(CLUSTER), "start"], capture_output=True, text=True,
+                             timeout=240, env=env)
+    if started.returncode != 0:
+        _unavailable(f"cluster.sh start (cgroup) failed: {started.stderr.strip()[-2000:]}")
+    yield started.stdout.strip().splitlines()[-1]
+    subprocess.run(["bash", str(CLUSTER), "stop"], capture_output=True, timeout=120, env=env)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def _start(
-    tmp_path: Path, backend: str, marker: str, mode: str
+    tmp_path: Path, backend: str, marker: str, mode: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[str], list[str]]:
     script = tmp_path / "submit50.py"
     script.write_text(SCRIPT)
@@ -46,6 +47,7 @@ def _start(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()  # bounded: the script prints once, or exits
@@ -72,14 +74,20 @@ def test_shell_jobs_cancelled_on_interrupt(tmp_path: Path, sig: signal.Signals, 
 
 
 @pytest.mark.slurm
+@pytest.mark.parametrize("tracking", ["linuxproc", "cgroup"])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_slurm_jobs_cancelled_on_interrupt(
-    slurm_cluster: str, tmp_path: Path, sig: signal.Signals
+    request: pytest.FixtureRequest, tmp_path: Path, sig: signal.Signals, tracking: str
 ) -> None:
     """Slurm backend inside `with backend:`: after Ctrl-C or SIGTERM squeue shows none of
-    the 50 jobs and no job process remains."""
-    marker = f"{800 + sig}.5"
-    proc, jobids = _start(tmp_path, "slurm", marker, "with")
+    the 50 jobs and no job process remains, with either way Slurm tracks job processes:
+    parent pids (linuxproc, which can miss a job's children: the job script must end them
+    itself) or cgroups."""
+    conf = request.getfixturevalue(
+        "slurm_cluster" if tracking == "linuxproc" else "slurm_cgroup_cluster")
+    env = {**os.environ, "SLURM_CONF": conf}
+    marker = f"{800 + sig}.{len(tracking)}{uuid.uuid4().int % 10**4:04d}"
+    proc, jobids = _start(tmp_path, "slurm", marker, "with", env)
     assert len(jobids) == 50
     assert wait_until(lambda: processes_with(f"sleep {marker}"), timeout=60)
     proc.send_signal(sig)
@@ -91,6 +99,7 @@ def test_slurm_jobs_cancelled_on_interrupt(
             capture_output=True,
             text=True,
             timeout=60,
+            env=env,
         ).stdout
         return out.split()
 
@@ -98,4 +107,3 @@ def test_slurm_jobs_cancelled_on_interrupt(
     assert wait_until(lambda: not processes_with(f"sleep {marker}"), timeout=60), processes_with(
         f"sleep {marker}"
     )
-    assert os.environ.get("SLURM_CONF") == slurm_cluster
