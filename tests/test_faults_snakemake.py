@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -144,9 +143,9 @@ rule after:
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_controller_restart_mid_run(slurm_cluster: str, tmp_path: Path) -> None:
-    """slurmctld stopped for 20 s, then started again, mid-run: for the first 10 s one
-    Slurm job runs and ends while every status query fails, in the last 10 s two more
-    jobs are being submitted. The run completes (exit 0), every output exists, no job is
+    """slurmctld stopped, then started again, mid-run: first one Slurm job runs and ends
+    while status queries fail, then two more jobs are being submitted (each phase lasts
+    until it happened, not a fixed time). The run completes (exit 0), every output exists, no job is
     reported failed, sbatch succeeded exactly once per job and squeue shows each job name
     once (nothing submitted twice), nothing is left queued or running. Default retry
     settings (5 retries from 1 s, doubling) and a 1 s polling interval."""
@@ -166,13 +165,19 @@ def test_controller_restart_mid_run(slurm_cluster: str, tmp_path: Path) -> None:
             interval=0.2,
         )
         assert proc.poll() is None, (workdir / "snakemake.err").read_text()[-3000:]
+        squeue_before, sbatch_before = flaky.calls("squeue"), flaky.calls("sbatch")
         assert cluster("stop-controller").returncode == 0
         stopped = True
-        time.sleep(10)  # status queries only; the running job ends meanwhile
-        status_while_down = flaky.calls("squeue")
+        # status queries meet the outage, and the running job ends meanwhile (events, not
+        # fixed sleeps: a loaded machine only makes the outage longer)
+        assert wait_until(
+            lambda: flaky.calls("squeue") > squeue_before + 1 and not processes_with(sleep),
+            timeout=120, interval=0.2)
+        status_while_down = flaky.calls("squeue") - squeue_before
         (workdir / "go").touch()  # the two `after` jobs are submitted while it is down
-        time.sleep(10)
-        calls_while_down = flaky.calls("sbatch")
+        assert wait_until(lambda: flaky.calls("sbatch") > sbatch_before, timeout=120,
+                          interval=0.2), "no submission was tried while slurmctld was down"
+        calls_while_down = flaky.calls("sbatch") - sbatch_before
         assert cluster("start-controller").returncode == 0
         stopped = False
         err = finish(proc, workdir, timeout=300)
@@ -190,7 +195,7 @@ def test_controller_restart_mid_run(slurm_cluster: str, tmp_path: Path) -> None:
     assert "Error in rule" not in err and not REPORTED.search(err), err[-4000:]
     names = submitted_names(flaky, workdir)
     assert len(names) == 3 and not duplicates(names), names
-    assert calls_while_down >= 2, "no submission was tried while slurmctld was down"
+    assert calls_while_down >= 1, "no submission was tried while slurmctld was down"
     failed_status = [row for row in flaky.log("squeue") if row[1] != 0]
     assert failed_status and status_while_down >= 1, "no status query met the downtime"
     refused = [row for row in flaky.log("sbatch") if row[1] != 0]
