@@ -98,8 +98,10 @@ def parse_segments(args: Sequence[str]) -> list[Segment]:
 class HPCLauncher(abc.ABC):
     """A program starter (``mpiexec``, ``srun``, ...).
 
-    Subclasses set ``name``, ``executables`` (names looked up on PATH) and, where
-    needed, override ``segment_argv`` (how ``-n N`` is spelled) and ``environment``.
+    A subclass must provide only ``matches`` and ``executable``; it need not call
+    ``HPCLauncher.__init__`` (the configured settings then default to none). Ours set
+    ``name``, ``executables`` (names looked up on PATH) and, where needed, override
+    ``segment_argv`` (how ``-n N`` is spelled) and ``environment``.
     """
 
     name: ClassVar[str]
@@ -107,6 +109,11 @@ class HPCLauncher(abc.ABC):
     executables: ClassVar[tuple[str, ...]] = ()
     np_flag: ClassVar[str] = "-n"
     supports_mpmd: ClassVar[bool] = True
+    # defaults for a subclass whose __init__ does not call ours
+    config_file: str | os.PathLike[str] | None = None
+    configured_executable: str | None = None
+    configured_args: Sequence[str] = ()
+    vendor_args: Mapping[str, Sequence[str]] = {}
 
     def __init__(self, config_file: str | os.PathLike[str] | None = None) -> None:
         self.config_file = config_file
@@ -127,7 +134,7 @@ class HPCLauncher(abc.ABC):
         return None
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} name={self.name!r}>"
+        return f"<{type(self).__name__} name={getattr(self, 'name', '?')!r}>"
 
     @classmethod
     def matches(cls, name: str | None) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from .errors import UnknownBackendError
+from .errors import HPCConnectError, UnknownBackendError
 from .locate import ENV_LAUNCHER, locate_config_file
 
 TYPE_CHECKING = False  # keep typing off hpc-launch's start-up path
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 BACKENDS = {
     "shell": "hpc_connect.builtin_backends.shell:ShellBackend",
     "local": "hpc_connect.builtin_backends.shell:ShellBackend",
+    "none": "hpc_connect.builtin_backends.shell:ShellBackend",
     "slurm": "hpc_connect.builtin_backends.slurm:SlurmBackend",
     "sbatch": "hpc_connect.builtin_backends.slurm:SlurmBackend",
     "pbs": "hpc_connect.builtin_backends.pbs:PBSBackend",
@@ -59,6 +60,37 @@ def _canonical(table: dict[str, str], key: str) -> str:
     return next(k for k, v in table.items() if v == table[key])
 
 
+def _first_match(classes: list[tuple[type[Any], str]], hook: str, name: str) -> Any:
+    """The first class whose ``matches(name)`` is true, else None. A plugin's ``matches``
+    that raises is skipped (one warning); if nothing else matches, its error is raised."""
+    from .plugins import safe_matches, warn_broken
+
+    failure: Exception | None = None
+    for cls, _ in classes:
+        try:
+            if safe_matches(cls, hook, name):
+                if failure is not None:
+                    warn_broken(f"{failure} (skipped)")
+                return cls
+        except Exception as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+    return None
+
+
+def _unknown(what: str, name: str, hook: str, known: str) -> HPCConnectError:
+    """The error for a name nothing matches; it names the plugins that were skipped."""
+    from .errors import PluginError
+    from .plugins import broken
+
+    named, skipped = broken(hook, name)
+    if named:
+        return PluginError(f"{what} {name!r} is not usable: {'; '.join(named)}")
+    also = f"; skipped broken plugins: {'; '.join(skipped)}" if skipped else ""
+    return UnknownBackendError(f"unknown {what} {name!r}; known {what}s: {known}{also}")
+
+
 def find_backend_class(name: str) -> type[HPCBackend]:
     """The backend class whose ``matches(name)`` is true."""
     key = name.lower()
@@ -68,10 +100,10 @@ def find_backend_class(name: str) -> type[HPCBackend]:
     from .plugins import backend_classes, names
 
     classes = backend_classes()
-    for cls, _ in classes:
-        if cls.matches(name):
-            return cls
-    raise UnknownBackendError(f"unknown backend {name!r}; known backends: {names(classes)}")
+    found: type[HPCBackend] | None = _first_match(classes, "hpc_connect_backend", name)
+    if found is None:
+        raise _unknown("backend", name, "hpc_connect_backend", names(classes))
+    return found
 
 
 def find_launcher_class(name: str) -> type[HPCLauncher]:
@@ -85,16 +117,19 @@ def find_launcher_class(name: str) -> type[HPCLauncher]:
     from .plugins import backend_classes, launcher_classes, names
 
     launchers = launcher_classes()
-    for cls, _ in launchers:
-        if cls.matches(name):
-            return cls
+    found: type[HPCLauncher] | None = _first_match(launchers, "hpc_connect_launcher", name)
+    if found is not None:
+        return found
     backends = backend_classes()
-    for backend, _ in backends:
-        if backend.matches(name):
-            return find_launcher_class(backend.launcher)
-    raise UnknownBackendError(
-        f"unknown launcher or backend {name!r}; known launchers: {names(launchers)}; "
-        f"known backends: {names(backends)}")
+    backend = _first_match(backends, "hpc_connect_backend", name)
+    if backend is not None:
+        return find_launcher_class(backend.launcher)
+    error = _unknown("launcher", name, "hpc_connect_launcher", names(launchers))
+    if isinstance(error, UnknownBackendError):
+        error = UnknownBackendError(
+            f"unknown launcher or backend {name!r}; known launchers: {names(launchers)}; "
+            f"known backends: {names(backends)}")
+    raise error
 
 
 def launcher_for(name: str | None = None,
@@ -138,11 +173,33 @@ def get_backend(name: str | None = None, *, config_file: str | os.PathLike[str] 
     cls = find_backend_class(name or config.backend or "shell")
     merged = {**config.backend_options(cls.name, cls.aliases), **options}
     allowed = accepted_options(cls)
-    for key in merged:
-        if key not in allowed:
+    later = {}  # options every backend has, for a subclass whose __init__ does not take them
+    for key in list(merged):
+        if key not in allowed and key in COMMON_OPTIONS:
+            later[key] = merged.pop(key)
+        elif key not in allowed:
             raise ConfigError(f"backend {cls.name!r} has no option {key!r}; "
-                              f"allowed: {', '.join(sorted(allowed))}")
-    return cls(**merged)
+                              f"allowed: {', '.join(sorted(allowed | set(COMMON_OPTIONS)))}")
+    try:
+        backend = cls(**merged)
+    except Exception as exc:
+        from .plugins import origin
+
+        if not origin(cls):
+            raise
+        from .errors import PluginError
+
+        raise PluginError(f"backend {cls.name!r}{origin(cls)} failed to start: "
+                          f"{type(exc).__name__}: {exc}") from None
+    if "polling_interval" in later:
+        backend.polling_interval = later["polling_interval"]
+    if "submit_flags" in later:
+        backend.default_submit_flags = tuple(later["submit_flags"])
+    return backend
+
+
+#: options ``get_backend`` applies itself when a backend's ``__init__`` does not take them
+COMMON_OPTIONS = ("polling_interval", "submit_flags")
 
 
 def get_launcher(name: str | None = None,
@@ -151,15 +208,29 @@ def get_launcher(name: str | None = None,
     return launcher_for(name, config_file)
 
 
-def backends() -> list[type[HPCBackend]]:
-    """Every registered backend class (plugins first)."""
-    from .plugins import backend_classes
+def backends() -> dict[str, type[HPCBackend]]:
+    """Every registered backend class by name (plugins first; a built-in name always
+    means the built-in)."""
+    from .plugins import backend_classes, display_name
 
-    return [cls for cls, _ in backend_classes()]
+    found: dict[str, type[HPCBackend]] = {}
+    for cls, source in backend_classes():
+        if source == "built-in" or display_name(cls) not in found:
+            found[display_name(cls)] = cls
+    return found
 
 
-def launchers() -> list[type[HPCLauncher]]:
-    """Every registered launcher class (plugins first)."""
-    from .plugins import launcher_classes
+def schedulers() -> dict[str, type[HPCBackend]]:
+    """The seed-era name of ``backends()``."""
+    return backends()
 
-    return [cls for cls, _ in launcher_classes()]
+
+def launchers() -> dict[str, type[HPCLauncher]]:
+    """Every registered launcher class by name (plugins first)."""
+    from .plugins import display_name, launcher_classes
+
+    found: dict[str, type[HPCLauncher]] = {}
+    for cls, source in launcher_classes():
+        if source == "built-in" or display_name(cls) not in found:
+            found[display_name(cls)] = cls
+    return found
