@@ -161,7 +161,7 @@ def broken(hook: str, name: str | None = None) -> tuple[list[str], list[str]]:
             [f"{where(e[1])}: {e[3]}" for e in entries])
 
 
-def safe_matches(cls: type[Any], hook: str, name: str) -> bool:
+def safe_matches(cls: type[Any], name: str) -> bool:
     """``cls.matches(name)``; a ``matches`` that raises names the plugin in a
     ``PluginError`` (a built-in's exception propagates as is)."""
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from .errors import HPCConnectError, UnknownBackendError
+from .errors import UnknownBackendError
 from .locate import ENV_LAUNCHER, locate_config_file
 
 TYPE_CHECKING = False  # keep typing off hpc-launch's start-up path
@@ -60,35 +60,46 @@ def _canonical(table: dict[str, str], key: str) -> str:
     return next(k for k, v in table.items() if v == table[key])
 
 
-def _first_match(classes: list[tuple[type[Any], str]], hook: str, name: str) -> Any:
+def _first_match(classes: list[tuple[type[Any], str]], name: str) -> Any:
     """The first class whose ``matches(name)`` is true, else None. A plugin's ``matches``
     that raises is skipped (one warning); if nothing else matches, its error is raised."""
+    from .errors import PluginError
     from .plugins import safe_matches, warn_broken
 
-    failure: Exception | None = None
+    failure: PluginError | None = None
     for cls, _ in classes:
         try:
-            if safe_matches(cls, hook, name):
+            if safe_matches(cls, name):
                 if failure is not None:
                     warn_broken(f"{failure} (skipped)")
                 return cls
-        except Exception as exc:
+        except PluginError as exc:
             failure = failure or exc
     if failure is not None:
         raise failure
     return None
 
 
-def _unknown(what: str, name: str, hook: str, known: str) -> HPCConnectError:
-    """The error for a name nothing matches; it names the plugins that were skipped."""
+def _lookup(classes: list[tuple[type[Any], str]], what: str, name: str, hook: str) -> Any:
+    """``_first_match``, or the clearest error: a skipped plugin of that name, a
+    ``matches`` that raised, or the known names."""
     from .errors import PluginError
-    from .plugins import broken
+    from .plugins import broken, names
 
     named, skipped = broken(hook, name)
+    try:
+        found = _first_match(classes, name)
+    except PluginError:
+        if named:
+            found = None
+        else:
+            raise
+    if found is not None:
+        return found
     if named:
-        return PluginError(f"{what} {name!r} is not usable: {'; '.join(named)}")
+        raise PluginError(f"{what} {name!r} is not usable: {'; '.join(named)}")
     also = f"; skipped broken plugins: {'; '.join(skipped)}" if skipped else ""
-    return UnknownBackendError(f"unknown {what} {name!r}; known {what}s: {known}{also}")
+    raise UnknownBackendError(f"unknown {what} {name!r}; known {what}s: {names(classes)}{also}")
 
 
 def find_backend_class(name: str) -> type[HPCBackend]:
@@ -97,12 +108,9 @@ def find_backend_class(name: str) -> type[HPCBackend]:
     if key in BACKENDS:
         cls: type[HPCBackend] = load(BACKENDS[key])
         return cls
-    from .plugins import backend_classes, names
+    from .plugins import backend_classes
 
-    classes = backend_classes()
-    found: type[HPCBackend] | None = _first_match(classes, "hpc_connect_backend", name)
-    if found is None:
-        raise _unknown("backend", name, "hpc_connect_backend", names(classes))
+    found: type[HPCBackend] = _lookup(backend_classes(), "backend", name, "hpc_connect_backend")
     return found
 
 
@@ -117,19 +125,20 @@ def find_launcher_class(name: str) -> type[HPCLauncher]:
     from .plugins import backend_classes, launcher_classes, names
 
     launchers = launcher_classes()
-    found: type[HPCLauncher] | None = _first_match(launchers, "hpc_connect_launcher", name)
+    found: type[HPCLauncher] | None = _first_match(launchers, name)
     if found is not None:
         return found
     backends = backend_classes()
-    backend = _first_match(backends, "hpc_connect_backend", name)
+    backend = _first_match(backends, name)
     if backend is not None:
         return find_launcher_class(backend.launcher)
-    error = _unknown("launcher", name, "hpc_connect_launcher", names(launchers))
-    if isinstance(error, UnknownBackendError):
-        error = UnknownBackendError(
+    try:
+        _lookup(launchers, "launcher", name, "hpc_connect_launcher")
+    except UnknownBackendError:
+        raise UnknownBackendError(
             f"unknown launcher or backend {name!r}; known launchers: {names(launchers)}; "
-            f"known backends: {names(backends)}")
-    raise error
+            f"known backends: {names(backends)}") from None
+    raise AssertionError("unreachable")
 
 
 def launcher_for(name: str | None = None,
