@@ -135,9 +135,13 @@ def find_launcher_class(name: str) -> type[HPCLauncher]:
     try:
         _lookup(launchers, "launcher", name, "hpc_connect_launcher")
     except UnknownBackendError:
+        from .plugins import broken
+
+        skipped = broken("hpc_connect_launcher")[1] + broken("hpc_connect_backend")[1]
+        also = f"; skipped broken plugins: {'; '.join(skipped)}" if skipped else ""
         raise UnknownBackendError(
             f"unknown launcher or backend {name!r}; known launchers: {names(launchers)}; "
-            f"known backends: {names(backends)}") from None
+            f"known backends: {names(backends)}{also}") from None
     raise AssertionError("unreachable")
 
 
