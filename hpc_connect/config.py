@@ -5,7 +5,8 @@ File (first found: ``config_file=``, ``$HPC_CONNECT_CONFIG``, ``./hpc_connect.to
 
     backend = "slurm"            # default backend      ($HPC_CONNECT_BACKEND)
     launcher = "srun"            # default launcher     ($HPC_CONNECT_LAUNCHER)
-    polling_interval = 10        # seconds, every backend ($HPC_CONNECT_POLLING_INTERVAL)
+    polling_interval = 10        # seconds, every backend ($HPC_CONNECT_POLLING_INTERVAL,
+                                 # or the seed-era $HPCC_POLLING_FREQUENCY)
 
     [backends.slurm]             # keyword options for that backend
     submit_flags = ["--account=abc"]

@@ -143,3 +143,29 @@ def test_seed_client_on_slurm(slurm_cluster: str, tmp_path: Path) -> None:
 
     assert wait_until(lambda: not queued(), timeout=60, interval=1), queued()
     assert wait_until(lambda: not processes_with(f"sleep {marker}"), timeout=60)
+
+
+def test_seed_era_names_and_bad_values(tmp_path: Path) -> None:
+    """The small seed-era calls, and their bad values: one clear error naming the value."""
+    import logging
+
+    import hpc_connect
+
+    assert hpc_connect.schedulers() == hpc_connect.backends()
+    assert hpc_connect.backends()["slurm"].name == "slurm"
+    assert "mpi" in hpc_connect.launchers()
+    assert hpc_connect.get_backend("none").name == "shell"
+    hpc_connect.set_debug(True)
+    assert logging.getLogger("hpc_connect").level == logging.DEBUG
+    hpc_connect.set_logging_level("warning")
+    assert logging.getLogger("hpc_connect").level == logging.WARNING
+    with pytest.raises(hpc_connect.ConfigError, match="logging level 'loud'"):
+        hpc_connect.set_logging_level("loud")
+    backend = hpc_connect.get_backend("shell", workdir=tmp_path)
+    backend.polling_frequency = 0.25
+    assert backend.polling_interval == 0.25
+    with pytest.raises(hpc_connect.InvalidJobError, match="submit_flags entry \"--comment='x\""):
+        backend.submit("j", ["true"], submit_flags=["--comment='x"])
+    with pytest.raises(hpc_connect.InvalidJobError, match="submitn: cpus has 1 entries for 2 jobs"):
+        backend.submitn(["a", "b"], [["true"], ["true"]], cpus=[1])
+    assert backend.live_processes() == []  # nothing was submitted
