@@ -222,14 +222,30 @@ WITH_BACKEND = textwrap.dedent("""
 """)
 
 
-def test_seed_plugin_with_backend_ctrl_c(tmp_path: Path) -> None:
-    """The README's minimal backend inside `with backend:`: Ctrl-C cancels every job it
-    submitted (through the default cancel_many, i.e. each process's cancel())."""
-    shutil.copytree(REPO / "tests" / "seed_plugin" / "my_hpc_connect", tmp_path / "my_hpc_connect")
-    info = tmp_path / "my_hpc_connect-0.1.0.dist-info"
+def _seed_plugin_on_path(root: Path) -> None:
+    """tests/seed_plugin importable from ``root``, with its entry point (no pip needed)."""
+    shutil.copytree(REPO / "tests" / "seed_plugin" / "my_hpc_connect", root / "my_hpc_connect")
+    info = root / "my_hpc_connect-0.1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-hpc-connect\nVersion: 0.1.0\n")
     (info / "entry_points.txt").write_text("[hpc_connect]\nmy_hpc_connect = my_hpc_connect\n")
+
+
+def test_seed_launcher_gets_its_configured_default_args(tmp_path: Path) -> None:
+    """MyLauncher has its own __init__ (no super().__init__()), yet its
+    [launchers.my-launcher] default_args apply, right after the executable."""
+    _seed_plugin_on_path(tmp_path)
+    (tmp_path / "hpc_connect.toml").write_text('[launchers.my-launcher]\ndefault_args = ["-l"]\n')
+    dry = _run(tmp_path, "hpc-launch", "--dry-run", "--backend=my-launcher", "-n", "2", "echo", "x")
+    assert (dry.returncode, dry.stderr) == (0, "")
+    assert dry.stdout.split()[1:] == ["-l", "-n", "2", "echo", "x"]
+    assert dry.stdout.split()[0].endswith("mpiexec")
+
+
+def test_seed_plugin_with_backend_ctrl_c(tmp_path: Path) -> None:
+    """The README's minimal backend inside `with backend:`: Ctrl-C cancels every job it
+    submitted (through the default cancel_many, i.e. each process's cancel())."""
+    _seed_plugin_on_path(tmp_path)
     (tmp_path / "client.py").write_text(WITH_BACKEND)
     marker = "3583.5"
     proc = subprocess.Popen([sys.executable, "client.py", marker], cwd=tmp_path,
