@@ -46,8 +46,9 @@ API = textwrap.dedent("""
 def test_readme_seed_plugin_in_a_fresh_venv(tmp_path: Path) -> None:
     """tests/seed_plugin (the README's MyBackend/MyProcess/MyLauncher), pip-installed with
     hpc-connect[snakemake] into a fresh venv: it runs a job through the API, hpc-launch
-    runs a program with it, hpc-connect info lists it, and Snakemake runs a two-rule
-    workflow with --executor hpc-connect --hpc-connect-backend my-backend."""
+    runs a program with it, hpc-connect info lists it, Snakemake runs a two-rule workflow
+    with --executor hpc-connect --hpc-connect-backend my-backend, and Ctrl-C on Snakemake
+    leaves no job process."""
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     bindir = env_dir / "bin"
@@ -84,6 +85,26 @@ def test_readme_seed_plugin_in_a_fresh_venv(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     assert "backend my-backend" in run.stderr
     assert (workflow / "b.txt").read_text() == "from-a\nfrom-b\n"
+
+    # Ctrl-C on that Snakemake cancels the running job through MyProcess.cancel()
+    marker = "3593.25"
+    (workflow / "Snakefile").write_text(
+        f'rule slow:\n    output: "slow.txt"\n    shell: "sleep {marker} && touch {{output}}"\n')
+    smk = subprocess.Popen(
+        [bindir / "snakemake", "--executor", "hpc-connect", "--hpc-connect-backend",
+         "my-backend", "--jobs", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=workflow, env=env)
+    try:
+        assert wait_until(lambda: processes_with(f"sleep {marker}"), timeout=120)
+        smk.send_signal(signal.SIGINT)
+        _, err = smk.communicate(timeout=120)
+    finally:
+        if smk.poll() is None:
+            smk.kill()
+            smk.wait()
+    assert smk.returncode != 0 and "cancelling 1 my-backend job(s)" in err, err[-3000:]
+    assert wait_until(lambda: not processes_with(f"sleep {marker}"), timeout=30)
+    assert not (workflow / "slow.txt").exists()
 
 
 def _fake_distribution(root: Path, dist: str, module: str, body: str) -> None:
