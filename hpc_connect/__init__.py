@@ -17,6 +17,8 @@ _EXPORTS = {
     "JobState": "process",
     "JobSpec": "job",
     "HPCLauncher": "launcher",
+    "ScriptBackend": "script_backend",
+    "ProcessGroup": "group",
     "BatchBackend": "batch",
     "SchedulerStatus": "batch",
     "hookimpl": "plugins",
@@ -25,6 +27,10 @@ _EXPORTS = {
     "get_launcher": "registry",
     "backends": "registry",
     "launchers": "registry",
+    "schedulers": "registry",
+    "set_debug": "verbosity",
+    "set_logging_level": "verbosity",
+    "PluginError": "errors",
     "Config": "config",
     "load_config": "config",
     "HPCConnectError": "errors",
@@ -48,8 +54,11 @@ __all__ = [
     "JobSpec",
     "JobState",
     "LauncherNotFoundError",
+    "PluginError",
+    "ProcessGroup",
     "SchedulerError",
     "SchedulerStatus",
+    "ScriptBackend",
     "SubmitError",
     "UnknownBackendError",
     "backends",
@@ -59,6 +68,9 @@ __all__ = [
     "hookspec",
     "launchers",
     "load_config",
+    "schedulers",
+    "set_debug",
+    "set_logging_level",
 ]
 
 if TYPE_CHECKING:
@@ -72,15 +84,19 @@ if TYPE_CHECKING:
         HPCConnectError,
         InvalidJobError,
         LauncherNotFoundError,
+        PluginError,
         SchedulerError,
         SubmitError,
         UnknownBackendError,
     )
+    from .group import ProcessGroup
     from .job import JobSpec
     from .launcher import HPCLauncher
     from .plugins import hookimpl, hookspec
     from .process import HPCProcess, JobState
-    from .registry import backends, get_backend, get_launcher, launchers
+    from .registry import backends, get_backend, get_launcher, launchers, schedulers
+    from .script_backend import ScriptBackend
+    from .verbosity import set_debug, set_logging_level
 
 
 def __getattr__(name: str) -> Any:

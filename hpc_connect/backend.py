@@ -1,28 +1,38 @@
-"""``HPCBackend``: the scheduler interface every backend implements."""
+"""``HPCBackend``: the scheduler interface every backend implements (layer 1).
+
+A backend must provide only ``name``, ``matches`` and ``submit``; everything else here
+has a default built on those (and on ``HPCProcess.poll``/``cancel``), so a minimal
+subclass works with every consumer. Backends that render a job script derive from
+``ScriptBackend``; batch schedulers from ``BatchBackend``.
+"""
 
 from __future__ import annotations
 
 import abc
+import contextlib
+import functools
 import os
 import signal
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import attrs
-
-from .job import JobSpec
 from .process import HPCProcess
+
+if TYPE_CHECKING:
+    from .group import ProcessGroup
+    from .machine import MachineConfig
 
 
 class HPCBackend(abc.ABC):
     """A way to run jobs: local processes, or a batch scheduler.
 
-    Subclasses set ``name`` (and optionally ``aliases``, ``launcher``) and implement
-    ``submit_spec``. Batch schedulers should derive from ``BatchBackend`` instead,
-    which already implements submission, batched status and cancel.
+    Subclasses set ``name`` and implement ``submit`` (returning an ``HPCProcess``);
+    they may override ``matches``. Optional: ``aliases``, ``launcher``, ``poll_many``
+    and ``cancel_many`` (one scheduler query for many jobs), the resource discovery
+    methods ``cpus_per_node``/``gpus_per_node``/``node_count``.
     """
 
     name: ClassVar[str]
@@ -31,6 +41,10 @@ class HPCBackend(abc.ABC):
     launcher: ClassVar[str] = "mpi"
     #: seconds between status queries, unless configured
     default_polling_interval: ClassVar[float] = 1.0
+    #: scheduler flags put in front of every job's own (configured ``submit_flags``)
+    default_submit_flags: tuple[str, ...] = ()
+    workdir: Path | None = None
+    _saved_sigterm: Any = None
 
     def __init__(
         self,
@@ -39,14 +53,49 @@ class HPCBackend(abc.ABC):
         submit_flags: Sequence[str] = (),
         workdir: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.polling_interval = float(
-            self.default_polling_interval if polling_interval is None else polling_interval
-        )
+        if polling_interval is not None:
+            self.polling_interval = polling_interval
         self.default_submit_flags = tuple(submit_flags)
         self.workdir = Path(workdir) if workdir is not None else None
-        self._submitted: list[HPCProcess] = []
-        self._saved_sigterm: Any = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "submit" in vars(cls) and not getattr(cls.submit, "__isabstractmethod__", False):
+            cls.submit = _checked_submit(vars(cls)["submit"])  # type: ignore[method-assign]
+
+    # ---- polling interval -----------------------------------------------------------
+    @property
+    def polling_interval(self) -> float:
+        """Seconds between status queries (configured, else the class default)."""
+        return float(self.__dict__.get("_polling_interval", self.default_polling_interval))
+
+    @polling_interval.setter
+    def polling_interval(self, seconds: float) -> None:
+        self.__dict__["_polling_interval"] = float(seconds)
+
+    @property
+    def polling_frequency(self) -> float:
+        """The seed-era name of ``polling_interval`` (seconds)."""
+        return self.polling_interval
+
+    @polling_frequency.setter
+    def polling_frequency(self, seconds: float) -> None:
+        self.polling_interval = seconds
+
+    # ---- what the machine offers ----------------------------------------------------
+    @functools.cached_property
+    def config(self) -> MachineConfig:
+        """Node and CPU/GPU counts, as this backend discovers them (computed once)."""
+        from .machine import MachineConfig
+
+        return MachineConfig.discover(self)
+
+    @property
+    def supports_subscheduling(self) -> bool:
+        """Whether jobs can be placed inside an allocation this backend holds."""
+        return False
+
+    # ---- with backend: -----------------------------------------------------------------
     def __enter__(self) -> HPCBackend:
         """``with backend:`` cancels every job it submitted if the block ends with an
         exception, Ctrl-C included; in the main thread SIGTERM becomes ``SystemExit(143)``
@@ -64,10 +113,15 @@ class HPCBackend(abc.ABC):
         if exc_type is not None:
             self.cancel_many(self.live_processes())
 
+    @property
+    def _submitted(self) -> list[HPCProcess]:
+        return self.__dict__.setdefault("_submitted_list", [])  # type: ignore[no-any-return]
+
     def live_processes(self) -> list[HPCProcess]:
         """Jobs this backend submitted that are not final yet."""
-        self._submitted = [p for p in self._submitted if not p.done]
-        return list(self._submitted)
+        live = [p for p in self._submitted if not p.done]
+        self.__dict__["_submitted_list"] = live
+        return list(live)
 
     def _track(self, processes: Sequence[HPCProcess]) -> None:
         if len(self._submitted) > 2 * len(processes) + 256:
@@ -75,7 +129,7 @@ class HPCBackend(abc.ABC):
         self._submitted.extend(processes)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} name={self.name!r}>"
+        return f"<{type(self).__name__} name={getattr(self, 'name', '?')!r}>"
 
     @classmethod
     def unavailable(cls) -> str | None:
@@ -87,6 +141,8 @@ class HPCBackend(abc.ABC):
         """True if ``name`` names this backend (case-insensitive)."""
         return name is not None and name.lower() in (cls.name, *cls.aliases)
 
+    # ---- submission ---------------------------------------------------------------------
+    @abc.abstractmethod
     def submit(
         self,
         name: str,
@@ -102,81 +158,40 @@ class HPCBackend(abc.ABC):
         gpus: int | None = None,
         **kwargs: Any,
     ) -> HPCProcess:
-        """Submit one job and return its process. Raises ``InvalidJobError`` on bad input."""
-        spec = JobSpec.from_submit(
-            name,
-            args,
-            scriptname=scriptname,
-            qtime=qtime,
-            submit_flags=submit_flags,
-            variables=variables,
-            output=output,
-            error=error,
-            nodes=nodes,
-            cpus=cpus,
-            gpus=gpus,
-            **kwargs,
-        )
-        process = self.submit_spec(self._with_defaults(spec))
-        self._track([process])
-        return process
+        """Submit one job and return its process."""
 
-    def _with_defaults(self, spec: JobSpec) -> JobSpec:
-        """``spec`` with the backend's configured submit flags in front of its own."""
-        if not self.default_submit_flags:
-            return spec
-        return attrs.evolve(spec, submit_flags=(*self.default_submit_flags, *spec.submit_flags))
+    def submitn(self, names: Sequence[str], args: Sequence[Sequence[str]],
+                **kwargs: Any) -> ProcessGroup:
+        """Submit many jobs. Each keyword is one value for all or a list with one entry
+        per job (``submit_flags`` a list of lists, ``variables`` a list of dicts).
 
-    def submitn(
-        self, names: Sequence[str], args: Sequence[Sequence[str]], **kwargs: Any
-    ) -> list[HPCProcess]:
-        """Submit many jobs; ``kwargs`` apply to all. Every spec is validated first.
-
-        ``scriptname``, ``output`` and ``error`` may also be lists, one entry per job.
+        Returns a ``ProcessGroup``: the list of processes, and process-like itself. If
+        one submission fails, those already made are cancelled.
         """
-        if len(names) != len(args):
-            raise ValueError(f"submitn: {len(names)} names but {len(args)} command lists")
-        per_job = {k: kwargs.pop(k) for k in ("scriptname", "output", "error")
-                   if isinstance(kwargs.get(k), list | tuple)}
-        for key, values in per_job.items():
-            if len(values) != len(names):
-                raise ValueError(f"submitn: {key} has {len(values)} entries for {len(names)} jobs")
-        specs = [
-            self._with_defaults(JobSpec.from_submit(
-                name, cmds, **{k: v[i] for k, v in per_job.items()}, **kwargs))
-            for i, (name, cmds) in enumerate(zip(names, args, strict=True))
-        ]
-        return self.submit_specs(specs)
+        from .group import ProcessGroup, per_job
 
-    @abc.abstractmethod
-    def submit_spec(self, spec: JobSpec) -> HPCProcess:
-        """Submit one validated job."""
-
-    def submit_specs(self, specs: Sequence[JobSpec]) -> list[HPCProcess]:
-        """Submit validated jobs; if one fails, those already submitted are cancelled."""
         processes: list[HPCProcess] = []
         try:
-            for spec in specs:
-                processes.append(self.submit_spec(spec))
+            for i, job_kwargs in enumerate(per_job(names, args, kwargs)):
+                processes.append(self.submit(names[i], args[i], **job_kwargs))
         except BaseException:
             self.cancel_many(processes)
             raise
-        self._track(processes)
-        return processes
+        return ProcessGroup(processes)
 
     def poll_many(self, processes: Iterable[HPCProcess]) -> None:
-        """Refresh the state of many processes, with as few scheduler queries as possible."""
+        """Refresh many processes (default: each one's ``poll()``)."""
         for process in processes:
             if not process.done:
-                self.refresh(process)
+                process.poll()
 
-    def refresh(self, process: HPCProcess) -> None:
-        """Refresh one process (used by the default ``poll_many``)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement poll_many or refresh")
-
-    @abc.abstractmethod
     def cancel_many(self, processes: Iterable[HPCProcess]) -> None:
-        """Cancel many processes at once and mark them cancelled."""
+        """Cancel many processes (default: each one's ``cancel()``)."""
+        for process in processes:
+            if not process.done:
+                process.cancel()
+                with contextlib.suppress(AttributeError):  # a process with __slots__
+                    process.__dict__["_cancelled"] = True
 
     def run_dir(self) -> Path:
         """The folder for this backend's scripts and logs when the caller names none."""
@@ -205,6 +220,28 @@ class HPCBackend(abc.ABC):
                 raise InvalidJobError(f"gpus={gpus}: backend {self.name!r} reports no GPUs")
             need = max(need, -(-gpus // per))
         return need
+
+
+def _checked_submit(submit: Callable[..., Any]) -> Callable[..., HPCProcess]:
+    """Wrap a backend's ``submit``: the result must be an ``HPCProcess``; it is tracked
+    for ``with backend:``."""
+
+    @functools.wraps(submit)
+    def checked(self: HPCBackend, *args: Any, **kwargs: Any) -> HPCProcess:
+        process = submit(self, *args, **kwargs)
+        if not isinstance(process, HPCProcess):
+            from .errors import PluginError
+            from .plugins import origin
+
+            raise PluginError(
+                f"backend {getattr(self, 'name', '?')!r}{origin(type(self))}: submit() returned "
+                f"{type(process).__name__} {process!r:.60}, not an hpc_connect.HPCProcess")
+        if not process.__dict__.get("_tracked"):
+            process.__dict__["_tracked"] = True  # super().submit() of a subclass: once
+            self._track([process])
+        return process
+
+    return checked
 
 
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:

@@ -27,6 +27,7 @@ from .errors import SchedulerError, SubmitError
 from .job import JobSpec
 from .process import HPCProcess, JobState
 from .script import JobFiles, write_script
+from .script_backend import ScriptBackend
 
 log = logging.getLogger("hpc_connect")
 
@@ -43,13 +44,15 @@ class SchedulerStatus:
 class BatchProcess(HPCProcess):
     """A job held by a batch scheduler."""
 
+    spec: JobSpec
+
     def __init__(self, backend: HPCBackend, spec: JobSpec, jobid: str, files: JobFiles) -> None:
         super().__init__(backend, spec, jobid)
         self.files = files
         self.misses = 0
 
 
-class BatchBackend(HPCBackend):
+class BatchBackend(ScriptBackend):
     """Base class of batch-scheduler backends (Slurm, PBS, LSF, Flux)."""
 
     default_polling_interval: ClassVar[float] = 5.0

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from .config import load_config
-from .plugins import backend_classes, launcher_classes
+from .plugins import backend_classes, display_name, launcher_classes
 from .registry import get_backend
 
 
@@ -46,7 +46,7 @@ def _info(config_file: str | None) -> int:
         print(f"  {cls.name}{aliases}  [{source}; launcher {cls.launcher}{status}]")
     print("launchers:")
     for lcls, source in launcher_classes():
-        print(f"  {lcls.name}  [{source}]")
+        print(f"  {display_name(lcls)}  [{source}]")
     return 0
 
 

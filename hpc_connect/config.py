@@ -5,7 +5,8 @@ File (first found: ``config_file=``, ``$HPC_CONNECT_CONFIG``, ``./hpc_connect.to
 
     backend = "slurm"            # default backend      ($HPC_CONNECT_BACKEND)
     launcher = "srun"            # default launcher     ($HPC_CONNECT_LAUNCHER)
-    polling_interval = 10        # seconds, every backend ($HPC_CONNECT_POLLING_INTERVAL)
+    polling_interval = 10        # seconds, every backend ($HPC_CONNECT_POLLING_INTERVAL,
+                                 # or the seed-era $HPCC_POLLING_FREQUENCY)
 
     [backends.slurm]             # keyword options for that backend
     submit_flags = ["--account=abc"]
@@ -29,7 +30,13 @@ from typing import Any
 import attrs
 
 from .errors import ConfigError
-from .locate import ENV_BACKEND, ENV_LAUNCHER, ENV_POLLING_INTERVAL, locate_config_file
+from .locate import (
+    ENV_BACKEND,
+    ENV_LAUNCHER,
+    ENV_POLLING_FREQUENCY,
+    ENV_POLLING_INTERVAL,
+    locate_config_file,
+)
 
 
 def _string_list(key: str, value: Any) -> tuple[str, ...]:
@@ -155,8 +162,9 @@ def load_config(config_file: str | os.PathLike[str] | None = None) -> Config:
         data["backend"] = env[ENV_BACKEND]
     if env.get(ENV_LAUNCHER):
         data["launcher"] = env[ENV_LAUNCHER]
-    if env.get(ENV_POLLING_INTERVAL):
-        data["polling_interval"] = env[ENV_POLLING_INTERVAL]
+    for var in (ENV_POLLING_FREQUENCY, ENV_POLLING_INTERVAL):
+        if env.get(var):
+            data["polling_interval"] = env[var]
     try:
         return Config.from_dict(data, path)
     except ConfigError as exc:

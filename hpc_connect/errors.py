@@ -29,3 +29,8 @@ class SubmitError(HPCConnectError, RuntimeError):
 
 class SchedulerError(HPCConnectError, RuntimeError):
     """A scheduler command kept failing after its retries."""
+
+
+class PluginError(HPCConnectError, TypeError):
+    """A plugin's backend or launcher breaks the contract (names the entry point and
+    distribution)."""

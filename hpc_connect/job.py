@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shlex
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,14 +34,17 @@ def _count(field: str, value: Any, minimum: int = 1) -> int | None:
 
 
 def _qtime(value: Any) -> float | None:
-    if value is None:
-        return None
+    if value is None or (not isinstance(value, bool) and value == 0):
+        return None  # no time limit (seed-era clients pass 0 for fast work)
     try:
         seconds = float(value)
     except (TypeError, ValueError):
-        raise InvalidJobError(f"qtime={value!r}: expected a time limit in seconds > 0") from None
+        raise InvalidJobError(
+            f"qtime={value!r}: expected a time limit in seconds > 0 (0 or None: no limit)"
+        ) from None
     if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
-        raise InvalidJobError(f"qtime={value!r}: expected a time limit in seconds > 0")
+        raise InvalidJobError(
+            f"qtime={value!r}: expected a time limit in seconds > 0 (0 or None: no limit)")
     return seconds
 
 
@@ -87,11 +91,15 @@ def _flags(value: Any) -> tuple[str, ...]:
         raise InvalidJobError(
             f"submit_flags={value!r}: expected a list of arguments, e.g. shlex.split({value!r})"
         )
-    flags = tuple(value)
-    for flag in flags:
+    flags: list[str] = []
+    for flag in value:
         if not isinstance(flag, str) or "\n" in flag or "\0" in flag:
             raise InvalidJobError(f"submit_flags entry {flag!r}: expected a single-line string")
-    return flags
+        try:  # "-p debug", as on a #SBATCH line, is the flag and its value
+            flags += shlex.split(flag)
+        except ValueError as exc:
+            raise InvalidJobError(f"submit_flags entry {flag!r}: {exc}") from None
+    return tuple(flags)
 
 
 def _variables(value: Any) -> tuple[tuple[str, str | None], ...]:

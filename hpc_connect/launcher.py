@@ -98,8 +98,10 @@ def parse_segments(args: Sequence[str]) -> list[Segment]:
 class HPCLauncher(abc.ABC):
     """A program starter (``mpiexec``, ``srun``, ...).
 
-    Subclasses set ``name``, ``executables`` (names looked up on PATH) and, where
-    needed, override ``segment_argv`` (how ``-n N`` is spelled) and ``environment``.
+    A subclass must provide only ``matches`` and ``executable``; it need not call
+    ``HPCLauncher.__init__`` (its ``[launchers.<name>]`` settings still apply). Ours set
+    ``name``, ``executables`` (names looked up on PATH) and, where needed, override
+    ``segment_argv`` (how ``-n N`` is spelled) and ``environment``.
     """
 
     name: ClassVar[str]
@@ -107,13 +109,37 @@ class HPCLauncher(abc.ABC):
     executables: ClassVar[tuple[str, ...]] = ()
     np_flag: ClassVar[str] = "-n"
     supports_mpmd: ClassVar[bool] = True
+    #: the configuration file; a subclass whose __init__ does not call ours gets the default
+    config_file: str | os.PathLike[str] | None = None
 
     def __init__(self, config_file: str | os.PathLike[str] | None = None) -> None:
         self.config_file = config_file
-        settings = self._settings(config_file)
-        self.configured_executable = settings.executable if settings else None
-        self.configured_args = list(settings.default_args) if settings else []
-        self.vendor_args: Mapping[str, Sequence[str]] = settings.vendor_args if settings else {}
+        self._loaded_settings()  # a bad configuration fails here, not at launch
+
+    def _loaded_settings(self) -> LauncherSettings | None:
+        """This launcher's ``[launchers.<name>]`` settings, read once (also for a subclass
+        whose ``__init__`` does not call ours)."""
+        if "_launcher_settings" not in self.__dict__:
+            name = getattr(self, "name", None)
+            self.__dict__["_launcher_settings"] = (
+                self._settings(self.config_file) if isinstance(name, str) else None)
+        settings: LauncherSettings | None = self.__dict__["_launcher_settings"]
+        return settings
+
+    @property
+    def configured_executable(self) -> str | None:
+        settings = self._loaded_settings()
+        return settings.executable if settings else None
+
+    @property
+    def configured_args(self) -> list[str]:
+        settings = self._loaded_settings()
+        return list(settings.default_args) if settings else []
+
+    @property
+    def vendor_args(self) -> Mapping[str, Sequence[str]]:
+        settings = self._loaded_settings()
+        return settings.vendor_args if settings else {}
 
     def _settings(self, config_file: str | os.PathLike[str] | None) -> LauncherSettings | None:
         if locate_config_file(config_file) is None:
@@ -127,7 +153,7 @@ class HPCLauncher(abc.ABC):
         return None
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} name={self.name!r}>"
+        return f"<{type(self).__name__} name={getattr(self, 'name', '?')!r}>"
 
     @classmethod
     def matches(cls, name: str | None) -> bool:

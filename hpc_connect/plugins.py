@@ -36,6 +36,29 @@ class HookSpecs:
         """Return an ``HPCLauncher`` subclass (or a list of them)."""
 
 
+#: entry-point name -> its distribution's name, for messages
+_DISTRIBUTIONS: dict[str, str] = {}
+
+
+def where(plugin_name: str) -> str:
+    """``entry point 'x' (distribution 'y')``, or ``built-in``."""
+    if plugin_name == "builtin":
+        return "built-in"
+    dist = _DISTRIBUTIONS.get(plugin_name)
+    return f"entry point {plugin_name!r}" + (f" (distribution {dist!r})" if dist else "")
+
+
+def origin(cls: type[Any]) -> str:
+    """`` from entry point 'x' (distribution 'y')`` for a registered plugin class, else ''."""
+    plugin_name = getattr(cls, "_hpcc_plugin", None)
+    return f" from {where(plugin_name)}" if plugin_name and plugin_name != "builtin" else ""
+
+
+def warn_broken(message: str) -> None:
+    """One warning line (no source line under it) for a broken plugin."""
+    warnings.warn_explicit(message, RuntimeWarning, filename="hpc_connect", lineno=0)
+
+
 @functools.cache
 def plugin_manager() -> pluggy.PluginManager:
     """The process-wide plugin manager, with every ``hpc_connect`` entry point loaded."""
@@ -44,13 +67,13 @@ def plugin_manager() -> pluggy.PluginManager:
     for ep in importlib.metadata.entry_points(group="hpc_connect"):
         if pm.has_plugin(ep.name) and ep.value == "hpc_connect.builtin":
             continue  # two copies of hpc-connect metadata (e.g. a source tree on sys.path)
+        if ep.dist:
+            _DISTRIBUTIONS[ep.name] = ep.dist.name
         try:
             pm.register(ep.load(), name=ep.name)
         except Exception as exc:  # a broken plugin must not break the others
-            where = f" ({ep.dist.name})" if ep.dist else ""
-            warnings.warn(
-                f"hpc_connect plugin {ep.name!r}{where} failed to load and is skipped: "
-                f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+            warn_broken(f"hpc_connect plugin {where(ep.name)} failed to load and is skipped: "
+                        f"{type(exc).__name__}: {exc}")
     from . import builtin
 
     if not pm.is_registered(builtin):  # running from a source tree with no metadata
@@ -58,22 +81,100 @@ def plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-def _registered(hook: str) -> list[tuple[type[Any], str]]:
-    """(class, where it came from) for every class a plugin returns from ``hook``."""
-    found = []
+def _problem(hook: str, obj: Any) -> str | None:
+    """What is wrong with a class a plugin returned from ``hook`` (None: nothing)."""
+    from .backend import HPCBackend
+    from .launcher import HPCLauncher
+
+    base: type[Any] = HPCBackend if hook == "hpc_connect_backend" else HPCLauncher
+    if not isinstance(obj, type):
+        return f"{hook}() returned {type(obj).__name__} {obj!r:.60}, not a class"
+    if not issubclass(obj, base):
+        return f"{hook}() returned {obj.__name__}, not a subclass of hpc_connect.{base.__name__}"
+    missing = []
+    klass: Any = obj
+    if base is HPCBackend:
+        if not isinstance(getattr(obj, "name", None), str):
+            missing.append("name (a str class attribute)")
+        if getattr(klass.submit, "__isabstractmethod__", False):
+            missing.append("submit()")
+    elif klass.executable is HPCLauncher.executable and not klass.executables:
+        missing.append("executable (a property)")
+    abstract = sorted(set(getattr(obj, "__abstractmethods__", ())) - {"submit"})
+    missing += [f"{m}()" for m in abstract]
+    if missing:
+        return f"{obj.__name__} does not define {', '.join(missing)}"
+    return None
+
+
+def _broken_list() -> list[tuple[str, str, str | None, str]]:
+    """Why each broken plugin class was skipped: (hook, entry point, its name, message)."""
+    return plugin_manager().__dict__.setdefault("_hpcc_broken", [])  # type: ignore[no-any-return]
+
+
+def _registered(hook: str) -> tuple[tuple[type[Any], str], ...]:
+    """(class, where it came from) for every valid class a plugin returns from ``hook``;
+    each broken one is skipped with one warning line (once per plugin manager)."""
     pm = plugin_manager()
+    cache: dict[str, tuple[tuple[type[Any], str], ...]] = pm.__dict__.setdefault(
+        "_hpcc_registered", {})
+    if hook not in cache:
+        cache[hook] = _collect(pm, hook)
+    return cache[hook]
+
+
+def _collect(pm: pluggy.PluginManager, hook: str) -> tuple[tuple[type[Any], str], ...]:
+    found = []
+    broken_list = _broken_list()
     for impl in getattr(pm.hook, hook).get_hookimpls()[::-1]:
         try:
             result = impl.function()
         except Exception as exc:
-            warnings.warn(f"hpc_connect plugin {impl.plugin_name!r} failed in {hook}(): "
-                          f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+            message = f"{hook}() raised {type(exc).__name__}: {exc}"
+            broken_list.append((hook, impl.plugin_name, None, message))
+            warn_broken(f"hpc_connect plugin {where(impl.plugin_name)} skipped: {message}")
             continue
         source = "built-in" if impl.plugin_name == "builtin" else f"plugin {impl.plugin_name}"
         for cls in result if isinstance(result, list | tuple) else [result]:
-            if cls is not None:
-                found.append((cls, source))
-    return found
+            if cls is None:
+                continue
+            problem = _problem(hook, cls)
+            if problem is not None:
+                name = getattr(cls, "name", None)
+                broken_list.append((hook, impl.plugin_name,
+                                    name if isinstance(name, str) else None, problem))
+                warn_broken(f"hpc_connect plugin {where(impl.plugin_name)} skipped: {problem}")
+                continue
+            if impl.plugin_name != "builtin" and "_hpcc_plugin" not in vars(cls):
+                cls._hpcc_plugin = impl.plugin_name
+            found.append((cls, source))
+    return tuple(found)
+
+
+def broken(hook: str, name: str | None = None) -> tuple[list[str], list[str]]:
+    """Messages for the skipped plugins of ``hook``: those whose class is named ``name``,
+    and all."""
+    entries = [e for e in _broken_list() if e[0] == hook]
+    named = [e for e in entries if name is not None and e[2] is not None
+             and e[2].lower() == name.lower()]
+    return ([f"{where(e[1])}: {e[3]}" for e in named],
+            [f"{where(e[1])}: {e[3]}" for e in entries])
+
+
+def safe_matches(cls: type[Any], name: str) -> bool:
+    """``cls.matches(name)``; a ``matches`` that raises names the plugin in a
+    ``PluginError`` (a built-in's exception propagates as is)."""
+    try:
+        return bool(cls.matches(name))
+    except Exception as exc:
+        plugin_name = getattr(cls, "_hpcc_plugin", None)
+        if plugin_name is None:
+            raise
+        from .errors import PluginError
+
+        raise PluginError(
+            f"hpc_connect plugin {where(plugin_name)}: {cls.__name__}.matches({name!r}) raised "
+            f"{type(exc).__name__}: {exc}") from None
 
 
 def backend_classes() -> list[tuple[type[HPCBackend], str]]:
@@ -86,6 +187,12 @@ def launcher_classes() -> list[tuple[type[HPCLauncher], str]]:
     return sorted(_registered("hpc_connect_launcher"), key=lambda c: c[1] == "built-in")
 
 
+def display_name(cls: type[Any]) -> str:
+    """A class's ``name``, or its class name when it has none (a seed-style launcher)."""
+    name = getattr(cls, "name", None)
+    return name if isinstance(name, str) else cls.__name__
+
+
 def names(classes: list[tuple[type[Any], str]]) -> str:
     """The sorted, comma-separated names of ``classes``."""
-    return ", ".join(sorted({c.name for c, _ in classes}))
+    return ", ".join(sorted({display_name(c) for c, _ in classes}))

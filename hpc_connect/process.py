@@ -47,29 +47,75 @@ class JobState(enum.Enum):
 class HPCProcess:
     """A job handed to a backend.
 
-    ``returncode`` is ``None`` until the job is final. ``poll()`` refreshes the state
-    (through the backend, so many processes can share one scheduler query) and returns
-    ``returncode``. ``reason`` says in words why a job did not complete.
+    A subclass must provide only ``jobid``, ``returncode`` (``None`` until the job is
+    final), ``poll()`` (refresh and return ``returncode``) and ``cancel()``; it need not
+    call ``HPCProcess.__init__``. Every other member (``state``, ``done``, ``reason``,
+    ``name``, ``wait``) has a default built on those. The built-in processes refresh
+    through their backend, so many processes share one scheduler query.
     """
+
+    jobid: str = ""
+    returncode: int | None = None
+    spec: JobSpec | None = None
 
     def __init__(self, backend: HPCBackend, spec: JobSpec, jobid: str) -> None:
         self.backend = backend
         self.spec = spec
         self.jobid = jobid
         self.state = JobState.PENDING
-        self.returncode: int | None = None
+        self.returncode = None
         self.reason = ""
         self.submitted_at = time.monotonic()
 
     def __repr__(self) -> str:
         return (
-            f"<{type(self).__name__} {self.spec.name!r} jobid={self.jobid} "
+            f"<{type(self).__name__} {self.name!r} jobid={getattr(self, 'jobid', '?')} "
             f"state={self.state.value} returncode={self.returncode}>"
         )
 
     @property
     def name(self) -> str:
-        return self.spec.name
+        explicit = self.__dict__.get("_name")
+        if explicit is not None:
+            return str(explicit)
+        return self.spec.name if self.spec is not None else str(getattr(self, "jobid", ""))
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self.__dict__["_name"] = value
+
+    @property
+    def state(self) -> JobState:
+        """The recorded state; for a process that records none, derived from ``returncode``."""
+        recorded = self.__dict__.get("_state")
+        if recorded is not None:
+            return recorded  # type: ignore[no-any-return]
+        rc = self.returncode
+        if rc is None:
+            return JobState.RUNNING
+        if self.__dict__.get("_cancelled"):
+            return JobState.CANCELLED
+        return JobState.COMPLETED if rc == 0 else JobState.FAILED
+
+    @state.setter
+    def state(self, value: JobState) -> None:
+        self.__dict__["_state"] = value
+
+    @property
+    def reason(self) -> str:
+        """Why the job did not complete, in words ("" while running or when it completed)."""
+        recorded = self.__dict__.get("_reason")
+        if recorded is not None:
+            return str(recorded)
+        state = self.state
+        if state is JobState.CANCELLED:
+            return "cancelled by user"
+        rc = self.returncode
+        return signal_reason(rc) if state is JobState.FAILED and rc is not None else ""
+
+    @reason.setter
+    def reason(self, value: str) -> None:
+        self.__dict__["_reason"] = value
 
     @property
     def done(self) -> bool:
@@ -87,15 +133,16 @@ class HPCProcess:
         Raises ``TimeoutError`` after ``timeout`` seconds; the job is left alone.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = min(0.05, self.backend.polling_interval)
-        while self.poll() is None:
+        backend = self.__dict__.get("backend")
+        interval = float(getattr(backend, "polling_interval", 0.5))
+        delay = min(0.05, interval)
+        while (rc := self.poll()) is None:
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"job {self.jobid} ({self.name!r}) still {self.state.value}")
             pause = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
             time.sleep(pause)
-            delay = min(delay * 2, self.backend.polling_interval)
-        assert self.returncode is not None
-        return self.returncode
+            delay = min(delay * 2, interval)
+        return rc
 
     def cancel(self) -> None:
         """Cancel the job (and, where the backend can, every process it started)."""

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 BACKENDS = {
     "shell": "hpc_connect.builtin_backends.shell:ShellBackend",
     "local": "hpc_connect.builtin_backends.shell:ShellBackend",
+    "none": "hpc_connect.builtin_backends.shell:ShellBackend",
     "slurm": "hpc_connect.builtin_backends.slurm:SlurmBackend",
     "sbatch": "hpc_connect.builtin_backends.slurm:SlurmBackend",
     "pbs": "hpc_connect.builtin_backends.pbs:PBSBackend",
@@ -59,19 +60,58 @@ def _canonical(table: dict[str, str], key: str) -> str:
     return next(k for k, v in table.items() if v == table[key])
 
 
+def _first_match(classes: list[tuple[type[Any], str]], name: str) -> Any:
+    """The first class whose ``matches(name)`` is true, else None. A plugin's ``matches``
+    that raises is skipped (one warning); if nothing else matches, its error is raised."""
+    from .errors import PluginError
+    from .plugins import safe_matches, warn_broken
+
+    failure: PluginError | None = None
+    for cls, _ in classes:
+        try:
+            if safe_matches(cls, name):
+                if failure is not None:
+                    warn_broken(f"{failure} (skipped)")
+                return cls
+        except PluginError as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+    return None
+
+
+def _lookup(classes: list[tuple[type[Any], str]], what: str, name: str, hook: str) -> Any:
+    """``_first_match``, or the clearest error: a skipped plugin of that name, a
+    ``matches`` that raised, or the known names."""
+    from .errors import PluginError
+    from .plugins import broken, names
+
+    named, skipped = broken(hook, name)
+    try:
+        found = _first_match(classes, name)
+    except PluginError:
+        if named:
+            found = None
+        else:
+            raise
+    if found is not None:
+        return found
+    if named:
+        raise PluginError(f"{what} {name!r} is not usable: {'; '.join(named)}")
+    also = f"; skipped broken plugins: {'; '.join(skipped)}" if skipped else ""
+    raise UnknownBackendError(f"unknown {what} {name!r}; known {what}s: {names(classes)}{also}")
+
+
 def find_backend_class(name: str) -> type[HPCBackend]:
     """The backend class whose ``matches(name)`` is true."""
     key = name.lower()
     if key in BACKENDS:
         cls: type[HPCBackend] = load(BACKENDS[key])
         return cls
-    from .plugins import backend_classes, names
+    from .plugins import backend_classes
 
-    classes = backend_classes()
-    for cls, _ in classes:
-        if cls.matches(name):
-            return cls
-    raise UnknownBackendError(f"unknown backend {name!r}; known backends: {names(classes)}")
+    found: type[HPCBackend] = _lookup(backend_classes(), "backend", name, "hpc_connect_backend")
+    return found
 
 
 def find_launcher_class(name: str) -> type[HPCLauncher]:
@@ -85,16 +125,24 @@ def find_launcher_class(name: str) -> type[HPCLauncher]:
     from .plugins import backend_classes, launcher_classes, names
 
     launchers = launcher_classes()
-    for cls, _ in launchers:
-        if cls.matches(name):
-            return cls
+    found: type[HPCLauncher] | None = _first_match(launchers, name)
+    if found is not None:
+        return found
     backends = backend_classes()
-    for backend, _ in backends:
-        if backend.matches(name):
-            return find_launcher_class(backend.launcher)
-    raise UnknownBackendError(
-        f"unknown launcher or backend {name!r}; known launchers: {names(launchers)}; "
-        f"known backends: {names(backends)}")
+    backend = _first_match(backends, name)
+    if backend is not None:
+        return find_launcher_class(backend.launcher)
+    try:
+        _lookup(launchers, "launcher", name, "hpc_connect_launcher")
+    except UnknownBackendError:
+        from .plugins import broken
+
+        skipped = broken("hpc_connect_launcher")[1] + broken("hpc_connect_backend")[1]
+        also = f"; skipped broken plugins: {'; '.join(skipped)}" if skipped else ""
+        raise UnknownBackendError(
+            f"unknown launcher or backend {name!r}; known launchers: {names(launchers)}; "
+            f"known backends: {names(backends)}{also}") from None
+    raise AssertionError("unreachable")
 
 
 def launcher_for(name: str | None = None,
@@ -138,11 +186,33 @@ def get_backend(name: str | None = None, *, config_file: str | os.PathLike[str] 
     cls = find_backend_class(name or config.backend or "shell")
     merged = {**config.backend_options(cls.name, cls.aliases), **options}
     allowed = accepted_options(cls)
-    for key in merged:
-        if key not in allowed:
+    later = {}  # options every backend has, for a subclass whose __init__ does not take them
+    for key in list(merged):
+        if key not in allowed and key in COMMON_OPTIONS:
+            later[key] = merged.pop(key)
+        elif key not in allowed:
             raise ConfigError(f"backend {cls.name!r} has no option {key!r}; "
-                              f"allowed: {', '.join(sorted(allowed))}")
-    return cls(**merged)
+                              f"allowed: {', '.join(sorted(allowed | set(COMMON_OPTIONS)))}")
+    try:
+        backend = cls(**merged)
+    except Exception as exc:
+        from .plugins import origin
+
+        if not origin(cls):
+            raise
+        from .errors import PluginError
+
+        raise PluginError(f"backend {cls.name!r}{origin(cls)} failed to start: "
+                          f"{type(exc).__name__}: {exc}") from None
+    if "polling_interval" in later:
+        backend.polling_interval = later["polling_interval"]
+    if "submit_flags" in later:
+        backend.default_submit_flags = tuple(later["submit_flags"])
+    return backend
+
+
+#: options ``get_backend`` applies itself when a backend's ``__init__`` does not take them
+COMMON_OPTIONS = ("polling_interval", "submit_flags")
 
 
 def get_launcher(name: str | None = None,
@@ -151,15 +221,29 @@ def get_launcher(name: str | None = None,
     return launcher_for(name, config_file)
 
 
-def backends() -> list[type[HPCBackend]]:
-    """Every registered backend class (plugins first)."""
-    from .plugins import backend_classes
+def backends() -> dict[str, type[HPCBackend]]:
+    """Every registered backend class by name (plugins first; a built-in name always
+    means the built-in)."""
+    from .plugins import backend_classes, display_name
 
-    return [cls for cls, _ in backend_classes()]
+    found: dict[str, type[HPCBackend]] = {}
+    for cls, source in backend_classes():
+        if source == "built-in" or display_name(cls) not in found:
+            found[display_name(cls)] = cls
+    return found
 
 
-def launchers() -> list[type[HPCLauncher]]:
-    """Every registered launcher class (plugins first)."""
-    from .plugins import launcher_classes
+def schedulers() -> dict[str, type[HPCBackend]]:
+    """The seed-era name of ``backends()``."""
+    return backends()
 
-    return [cls for cls, _ in launcher_classes()]
+
+def launchers() -> dict[str, type[HPCLauncher]]:
+    """Every registered launcher class by name (plugins first)."""
+    from .plugins import display_name, launcher_classes
+
+    found: dict[str, type[HPCLauncher]] = {}
+    for cls, source in launcher_classes():
+        if source == "built-in" or display_name(cls) not in found:
+            found[display_name(cls)] = cls
+    return found

@@ -27,7 +27,7 @@ def test_info_lists_backends_launchers_and_config(tmp_path: Path) -> None:
     assert "config file: hpc_connect.toml" in out.stdout
     assert "default backend: slurm" in out.stdout
     assert "  slurm (also: sbatch)  [built-in; launcher srun" in out.stdout
-    assert "  shell (also: local)  [built-in; launcher mpi]" in out.stdout
+    assert "  shell (also: local, none)  [built-in; launcher mpi]" in out.stdout
     if shutil.which("qsub") is None:
         assert "  pbs (also: qsub)  [built-in; launcher mpi; unavailable: qsub not on " \
             "PATH]" in out.stdout

@@ -25,7 +25,7 @@ from hpc_connect.script import JobFiles, render_script
         ({"cpus": True}, "cpus=True: expected a whole number >= 1"),
         ({"nodes": 0}, "nodes=0"),
         ({"gpus": -1}, "gpus=-1: expected a whole number >= 0"),
-        ({"qtime": 0}, "qtime=0: expected a time limit in seconds > 0"),
+        ({"qtime": -1}, "qtime=-1: expected a time limit in seconds > 0 (0 or None: no limit)"),
         ({"qtime": "soon"}, "qtime='soon'"),
         ({"args": []}, "args=[]: expected at least one shell command line"),
         ({"args": ["ok", "  "]}, "args entry '  ': expected a non-empty command line"),
@@ -54,6 +54,8 @@ def test_numbers_as_strings_are_accepted() -> None:
     """Counts given as digit strings (from a config or CLI) are converted once, at the edge."""
     spec = JobSpec.from_submit("j", ["true"], cpus="4", nodes=2.0, qtime="90")
     assert (spec.cpus, spec.nodes, spec.qtime) == (4, 2, 90.0)
+    for no_limit in (0, 0.0, None):  # seed-era clients pass 0 (a cached mean run time)
+        assert JobSpec.from_submit("j", ["true"], qtime=no_limit).qtime is None
 
 
 def test_unknown_keywords_reach_the_backend_as_extra() -> None:

@@ -23,6 +23,7 @@ from ..backend import HPCBackend
 from ..job import JobSpec
 from ..process import HPCProcess, JobState, signal_reason
 from ..script import JobFiles, write_script
+from ..script_backend import ScriptBackend
 
 
 def session_members(sid: int) -> list[int]:
@@ -73,6 +74,8 @@ def _alive(pid: int) -> bool:
 class ShellProcess(HPCProcess):
     """A local job: the ``Popen`` of its script and the files it writes."""
 
+    spec: JobSpec
+
     def __init__(self, backend: HPCBackend, spec: JobSpec, popen: subprocess.Popen[bytes],
                  files: JobFiles) -> None:
         super().__init__(backend, spec, str(popen.pid))
@@ -92,14 +95,14 @@ def _cancel_at_exit() -> None:
         backend.cancel_many(backend.live_processes())
 
 
-class ShellBackend(HPCBackend):
+class ShellBackend(ScriptBackend):
     """Runs each job as a local ``bash`` process (the default backend).
 
     Jobs still running when the Python process exits are cancelled.
     """
 
     name: ClassVar[str] = "shell"
-    aliases: ClassVar[tuple[str, ...]] = ("local",)
+    aliases: ClassVar[tuple[str, ...]] = ("local", "none")
     default_polling_interval: ClassVar[float] = 0.1
     _counter = itertools.count(1)
 
@@ -155,8 +158,17 @@ class ShellBackend(HPCBackend):
                 os.killpg(process.popen.pid, signal.SIGTERM)
         for process in live:
             kill_session(process.popen.pid, self.cancel_grace)
-            rc = process.popen.wait()
-            process.set_state(JobState.CANCELLED, rc, "cancelled by user")
+            process.set_state(JobState.CANCELLED, _reap(process.popen), "cancelled by user")
+
+
+def _reap(popen: subprocess.Popen[bytes]) -> int:
+    """The return code of a process already killed. Polls (bounded) rather than
+    ``wait()``: a cancel from a signal handler may interrupt a ``poll()`` of the same
+    Popen, whose lock ``wait()`` would then wait for forever."""
+    deadline = time.monotonic() + 2.0
+    while (rc := popen.poll()) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return -signal.SIGTERM if rc is None else rc
 
 
 def _safe(name: str) -> str:

@@ -1,0 +1,90 @@
+"""``ScriptBackend`` (layer 2): backends that turn a validated ``JobSpec`` into a job
+script and a process. The shell backend and ``BatchBackend`` derive from it.
+
+A subclass implements ``submit_spec`` and ``cancel_many``, and ``poll_many`` or
+``refresh``.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+
+from .backend import HPCBackend
+from .group import ProcessGroup, per_job
+from .job import JobSpec
+from .process import HPCProcess
+
+
+class ScriptBackend(HPCBackend):
+    """Validates every job into a ``JobSpec`` at ``submit``; renders and runs it."""
+
+    def submit(
+        self,
+        name: str,
+        args: Sequence[str],
+        scriptname: str | os.PathLike[str] | None = None,
+        qtime: float | None = None,
+        submit_flags: Sequence[str] | None = None,
+        variables: dict[str, str | None] | None = None,
+        output: str | os.PathLike[str] | None = None,
+        error: str | os.PathLike[str] | None = None,
+        nodes: int | None = None,
+        cpus: int | None = None,
+        gpus: int | None = None,
+        **kwargs: Any,
+    ) -> HPCProcess:
+        """Submit one job and return its process. Raises ``InvalidJobError`` on bad input."""
+        spec = JobSpec.from_submit(
+            name, args, scriptname=scriptname, qtime=qtime, submit_flags=submit_flags,
+            variables=variables, output=output, error=error, nodes=nodes, cpus=cpus,
+            gpus=gpus, **kwargs,
+        )
+        return self.submit_spec(self._with_defaults(spec))
+
+    def _with_defaults(self, spec: JobSpec) -> JobSpec:
+        """``spec`` with the backend's configured submit flags in front of its own."""
+        if not self.default_submit_flags:
+            return spec
+        return attrs.evolve(spec, submit_flags=(*self.default_submit_flags, *spec.submit_flags))
+
+    def submitn(self, names: Sequence[str], args: Sequence[Sequence[str]],
+                **kwargs: Any) -> ProcessGroup:
+        """``HPCBackend.submitn``, with every job validated before any is submitted."""
+        specs = [self._with_defaults(JobSpec.from_submit(names[i], args[i], **job_kwargs))
+                 for i, job_kwargs in enumerate(per_job(names, args, kwargs))]
+        return ProcessGroup(self.submit_specs(specs))
+
+    @abc.abstractmethod
+    def submit_spec(self, spec: JobSpec) -> HPCProcess:
+        """Submit one validated job."""
+
+    def submit_specs(self, specs: Sequence[JobSpec]) -> list[HPCProcess]:
+        """Submit validated jobs; if one fails, those already submitted are cancelled."""
+        processes: list[HPCProcess] = []
+        try:
+            for spec in specs:
+                processes.append(self.submit_spec(spec))
+        except BaseException:
+            self.cancel_many(processes)
+            raise
+        self._track(processes)
+        return processes
+
+    def poll_many(self, processes: Iterable[HPCProcess]) -> None:
+        """Refresh the state of many processes, with as few scheduler queries as possible."""
+        for process in processes:
+            if not process.done:
+                self.refresh(process)
+
+    def refresh(self, process: HPCProcess) -> None:
+        """Refresh one process (used by the default ``poll_many``)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement poll_many or refresh")
+
+    @abc.abstractmethod
+    def cancel_many(self, processes: Iterable[HPCProcess]) -> None:
+        """Cancel many processes at once and mark them cancelled."""

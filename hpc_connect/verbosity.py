@@ -1,0 +1,33 @@
+"""``set_debug`` and ``set_logging_level``: how much the ``hpc_connect`` logger says."""
+
+from __future__ import annotations
+
+import logging
+
+LOGGER = "hpc_connect"
+
+
+def set_logging_level(level: int | str) -> None:
+    """Set the ``hpc_connect`` logger's level (``logging.DEBUG``, ``"info"``, ...).
+
+    If nothing handles its records yet, a handler to stderr is added.
+    """
+    if isinstance(level, str):
+        number = logging.getLevelName(level.upper())
+        if not isinstance(number, int):
+            from .errors import ConfigError
+
+            raise ConfigError(f"logging level {level!r}: expected one of debug, info, "
+                              "warning, error, critical (or a number)")
+        level = number
+    logger = logging.getLogger(LOGGER)
+    logger.setLevel(level)
+    if not logger.hasHandlers():
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("==> hpc_connect: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+
+
+def set_debug(debug: bool) -> None:
+    """Debug messages on (``True``) or back to warnings only (``False``)."""
+    set_logging_level(logging.DEBUG if debug else logging.WARNING)
