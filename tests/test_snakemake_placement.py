@@ -2,14 +2,18 @@
 the Slurm plugin's names, the generic names and the run-wide settings reach the jobs
 (``SLURM_JOB_PARTITION``/``SLURM_JOB_ACCOUNT``), ``mem_mb=0`` runs, ``srun`` inside a
 job gets ``SRUN_CPUS_PER_TASK``, the job's Snakemake gets the job's CPUs as cores, and
-a submit flag repeating one we set fails only its job, naming both."""
+a submit flag repeating one we set fails only its job, naming both. And the example
+Slurm profile (examples/profiles/slurm) runs the example workflow."""
 
 from __future__ import annotations
 
+import csv
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
-from test_snakemake_plugin import SLURM, run, write_snakefile
+from test_snakemake_plugin import EXAMPLE, SLURM, check_example, run, write_snakefile
 
 WORKFLOW = """
 rule all:
@@ -66,3 +70,32 @@ def test_placement_reaches_slurm_jobs(tmp_path: Path, slurm_cluster: str) -> Non
     assert "Provided cores: 3" in log.read_text()  # not the node's 8
     assert "slurm: submit flag '--time=10' repeats '--time 0-00:05:00'" in err
     assert not (wf / "repeated_flag.txt").exists()
+
+
+PROFILE = Path(__file__).resolve().parent.parent / "examples" / "profiles" / "slurm"
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_example_slurm_profile(tmp_path: Path, slurm_cluster: str) -> None:
+    """examples/profiles/slurm (a Slurm-plugin user's profile) runs the example workflow
+    on the real Slurm: every output made, each job in the profile's partition and account
+    (squeue keeps finished jobs for MinJobAge), the efficiency report written."""
+    result = run(tmp_path, EXAMPLE, "--profile", str(PROFILE),
+                 "--hpc-connect-polling-interval", "1")
+    check_example(tmp_path, result)
+    run_id = re.search(r"hpc-connect: backend slurm, run (\w+)", result.stderr)
+    assert run_id, result.stderr[-2000:]
+    queue = subprocess.run(["squeue", "--noheader", "--states=all", "--format=%j|%P|%a"],
+                           capture_output=True, text=True, check=True, timeout=60).stdout
+    jobs = {name.split("-")[2]: (partition, account) for name, partition, account in
+            (line.strip().split("|") for line in queue.splitlines() if line.count("|") == 2)
+            if name.startswith(f"smk-{run_id.group(1)}-")}
+    assert jobs["summary"] == ("long", "my_project")
+    assert jobs["count"] == jobs["make_sample"] == jobs["mpi_hello"] == ("debug", "my_project")
+    report = tmp_path / f"efficiency_report_{run_id.group(1)}.csv"
+    with report.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted({row["rule"] for row in rows}) == ["count", "make_sample", "mpi_hello",
+                                                     "summary"]
+    assert len(rows) == 8 and all(row["state"] == "completed" for row in rows)
