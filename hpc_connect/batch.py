@@ -27,6 +27,7 @@ from .errors import SchedulerError, SubmitError
 from .job import JobSpec
 from .process import HPCProcess, JobState
 from .script import JobFiles, write_script
+from .usage import Usage
 
 log = logging.getLogger("hpc_connect")
 
@@ -47,6 +48,14 @@ class BatchProcess(HPCProcess):
         super().__init__(backend, spec, jobid)
         self.files = files
         self.misses = 0
+        self._usage: Usage | None = None
+
+    @property
+    def usage(self) -> Usage | None:
+        """Elapsed, CPU time and peak RSS the job script recorded (None: nothing recorded)."""
+        if self._usage is None and self.done:
+            self._usage = self.files.read_usage()
+        return self._usage
 
 
 class BatchBackend(HPCBackend):

@@ -23,6 +23,7 @@ from ..backend import HPCBackend
 from ..job import JobSpec
 from ..process import HPCProcess, JobState, signal_reason
 from ..script import JobFiles, write_script
+from ..usage import Usage
 
 
 def session_members(sid: int) -> list[int]:
@@ -80,6 +81,14 @@ class ShellProcess(HPCProcess):
         self.files = files
         self.state = JobState.RUNNING
         self.started_at = time.monotonic()
+        self._usage: Usage | None = None
+
+    @property
+    def usage(self) -> Usage | None:
+        """Elapsed, CPU time and peak RSS the job script recorded (None: nothing recorded)."""
+        if self._usage is None and self.done:
+            self._usage = self.files.read_usage()
+        return self._usage
 
 
 _BACKENDS: weakref.WeakSet[ShellBackend] = weakref.WeakSet()
