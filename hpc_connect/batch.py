@@ -25,7 +25,7 @@ import attrs
 from .backend import HPCBackend
 from .errors import SchedulerError, SubmitError
 from .job import JobSpec
-from .process import HPCProcess, JobState
+from .process import HPCProcess, JobState, signal_reason
 from .script import JobFiles, write_script
 from .usage import Usage
 
@@ -253,7 +253,7 @@ class BatchBackend(HPCBackend):
             process.set_state(status.state, status.returncode, status.reason)
         elif recorded is not None:
             state = JobState.COMPLETED if recorded == 0 else JobState.FAILED
-            process.set_state(state, recorded, "" if recorded == 0 else f"exit code {recorded}")
+            process.set_state(state, recorded, "" if recorded == 0 else signal_reason(recorded))
         else:
             process.misses += 1
             age = time.monotonic() - process.submitted_at

@@ -71,13 +71,14 @@ if [ "${{{BODY_STAGE}-}}" != body ]; then
     hpc_end=${{EPOCHREALTIME:-$SECONDS}}
     hpc_rss='' hpc_sig=0
     [ -f "$hpc_status.rss" ] && read -r hpc_rss hpc_sig < "$hpc_status.rss"
+    [ "${{hpc_sig:-0}}" -gt 0 ] 2>/dev/null && hpc_rc=-$hpc_sig  # killed by signal N: -N
     umask 077  # the status file is the owner's alone (the body has ended)
     {{ printf "%s\\n" "$hpc_rc" "start=$hpc_start" "end=$hpc_end" "max_rss_kb=$hpc_rss"
       times  # bash builtin; its second line: the children's user and system CPU time
     }} > "$hpc_status.tmp" && mv -f -- "$hpc_status.tmp" "$hpc_status"
     rm -f -- "$hpc_status.rss"
     # the body was killed by a signal: end the same way, so the caller sees that signal
-    if [ "${{hpc_sig:-0}}" -gt 0 ] 2>/dev/null; then trap - "$hpc_sig"; kill -"$hpc_sig" $$; fi
+    if [ "$hpc_rc" -lt 0 ]; then trap - "$hpc_sig"; kill -"$hpc_sig" $$; fi
     exit "$hpc_rc"
 fi"""
 
