@@ -11,16 +11,22 @@ structure; all commands run in order in one shell (``cd``/``export`` carry over)
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 
 from .job import JobSpec
+from .private import SCRIPT_MODE, create_private, ensure_private_file, private_dir, read_trusted
 from .usage import Usage, parse_usage
+
+log = logging.getLogger("hpc_connect")
 
 #: the environment variable that tells the script it runs as the job body
 BODY_STAGE = "HPC_CONNECT_JOB_STAGE"
@@ -73,6 +79,7 @@ if [ "${{{BODY_STAGE}-}}" != body ]; then
     [ -f "$hpc_status.rss" ] && read -r hpc_rss hpc_sig < "$hpc_status.rss"
     [ "${{hpc_sig:-0}}" -gt 0 ] 2>/dev/null && hpc_rc=-$hpc_sig  # killed by signal N: -N
     umask 077  # the status file is the owner's alone (the body has ended)
+    set -C  # noclobber: never write through a file or link someone else put there
     {{ printf "%s\\n" "$hpc_rc" "start=$hpc_start" "end=$hpc_end" "max_rss_kb=$hpc_rss"
       times  # bash builtin; its second line: the children's user and system CPU time
     }} > "$hpc_status.tmp" && mv -f -- "$hpc_status.tmp" "$hpc_status"
@@ -105,10 +112,8 @@ class JobFiles:
         return self.output == self.error
 
     def _status_text(self) -> str | None:
-        try:
-            return self.exitcode.read_text()
-        except (OSError, UnicodeDecodeError):
-            return None
+        """The status file's text if we wrote it (see ``private.read_trusted``)."""
+        return read_trusted(self.exitcode)
 
     def read_exitcode(self) -> int | None:
         """The status the script recorded, or None if it has not finished."""
@@ -129,12 +134,14 @@ def render_script(
     directives: Sequence[str] = (),
     shell: str = "/bin/bash",
     python: str | None = None,
+    umask: int | None = None,
 ) -> str:
     """The job script: directives, the supervisor stage, then the body's commands in order.
 
     The body stops at the first failing command and the job exits with its status.
     ``python`` runs the wait4 wrapper (default: this interpreter, else ``python3`` on the
-    node's PATH; without either, no peak RSS is recorded).
+    node's PATH; without either, no peak RSS is recorded). ``umask`` is set for the body
+    (the submitter's, where the scheduler was made to create the output files private).
     """
     q = shlex.quote
     workdir = (spec.workdir or Path.cwd()).absolute()
@@ -147,6 +154,8 @@ def render_script(
         f"unset {BODY_STAGE} hpc_status hpc_script hpc_shell hpc_py",
         f"cd {q(str(workdir))} || exit 1",
     ]
+    if umask is not None:
+        lines.append(f"umask {umask:04o}  # the submitter's (the job was submitted with 077)")
     for key, value in spec.variables:
         lines.append(f"unset {key}" if value is None else f"export {key}={q(value)}")
     lines.extend(f"eval {q(command)} || exit $?" for command in spec.commands)
@@ -154,10 +163,24 @@ def render_script(
     return "\n".join(lines) + "\n"
 
 
-def write_script(spec: JobSpec, files: JobFiles, **render: object) -> None:
-    """Write the script (mode 0755), creating folders, and clear any stale exit status."""
-    for path in {files.script.parent, files.output.parent, files.error.parent}:
-        path.mkdir(parents=True, exist_ok=True)
+def write_script(spec: JobSpec, files: JobFiles, *, root: Path | None = None,
+                 **render: Any) -> None:
+    """Write the script (0700) and create the folders (0700) and logs (0600) it needs.
+
+    ``root`` is the backend's own folder (``<workdir>/.hpc_connect``): everything under it
+    must be ours and private. Nothing is written through a symbolic link
+    (``UnsafePathError`` names the path). A stale exit status is removed.
+    """
+    for folder in {files.script.parent, files.output.parent, files.error.parent}:
+        private_dir(folder, root if root and folder.is_relative_to(root) else None)
     files.exitcode.unlink(missing_ok=True)
-    files.script.write_text(render_script(spec, files, **render))  # type: ignore[arg-type]
-    os.chmod(files.script, 0o755)
+    fd = create_private(files.script, SCRIPT_MODE)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(render_script(spec, files, **render))
+        mode = os.fstat(fh.fileno()).st_mode
+    secrets = [key for key, value in spec.variables if value is not None]
+    if secrets and mode & 0o044:
+        log.warning("job script %s holds variables (%s) and is readable by group or others "
+                    "(mode %04o)", files.script, ", ".join(secrets), stat.S_IMODE(mode))
+    for path in {files.output, files.error}:
+        ensure_private_file(path)
