@@ -34,6 +34,7 @@ _EXPORTS = {
     "LauncherNotFoundError": "errors",
     "SubmitError": "errors",
     "SchedulerError": "errors",
+    "Usage": "usage",
 }
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "SchedulerStatus",
     "SubmitError",
     "UnknownBackendError",
+    "Usage",
     "backends",
     "get_backend",
     "get_launcher",
@@ -81,6 +83,7 @@ if TYPE_CHECKING:
     from .plugins import hookimpl, hookspec
     from .process import HPCProcess, JobState
     from .registry import backends, get_backend, get_launcher, launchers
+    from .usage import Usage
 
 
 def __getattr__(name: str) -> Any:

@@ -25,6 +25,7 @@ from snakemake_interface_executor_plugins.utils import format_cli_arg
 
 from hpc_connect import HPCProcess, JobState, get_backend
 from hpc_connect.errors import HPCConnectError, InvalidJobError
+from hpc_connect.private import private_dir
 
 from .logs import delete_older_than, log_path, safe
 from .mpi import add_rule_defaults, mpi_default, user_default_resources
@@ -62,6 +63,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         add_rule_defaults(getattr(self.workflow, "rules", ()), self.mpi)
         self.run_id = uuid.uuid4().hex[:8]
         self.logdir = Path(self.workflow.workdir_init) / (settings.logdir or DEFAULT_LOGDIR)
+        self.logroot = None if settings.logdir else self.logdir  # ours: private, no links
         self.keep_logs = bool(settings.keep_successful_logs)
         self.log_max_days = settings.delete_logfiles_older_than or 0
         self.placement = {f: getattr(settings, f, None) for f in PLACEMENT_RESOURCES}
@@ -121,7 +123,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
                        attempt=job.attempt, group=job.is_group())
         name = f"smk-{self.run_id}-{safe(job.name, 60)}-{job.jobid}"
         try:
-            log.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(log.parent, self.logroot)  # 0700; the Slurm/shell logs are 0600
             self.job_cpus = kwargs.get("cpus")
             process = self.backend.submit(
                 name, [self.format_job_exec(job)], scriptname=Path(self.tmpdir) / f"{name}.sh",

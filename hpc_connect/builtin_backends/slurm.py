@@ -126,6 +126,8 @@ class SlurmBackend(BatchBackend):
     aliases: ClassVar[tuple[str, ...]] = ("sbatch",)
     launcher: ClassVar[str] = "srun"
     submit_program: ClassVar[str] = "sbatch"
+    #: slurmstepd creates the output files with sbatch's umask: keep them private
+    submit_umask: ClassVar[int | None] = 0o077
     #: seconds between status queries: Slurm should be polled gently
     default_polling_interval: ClassVar[float] = 5.0
     transient_errors: ClassVar[tuple[str, ...]] = (
