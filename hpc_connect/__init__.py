@@ -40,6 +40,7 @@ _EXPORTS = {
     "LauncherNotFoundError": "errors",
     "SubmitError": "errors",
     "SchedulerError": "errors",
+    "Usage": "usage",
 }
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "ScriptBackend",
     "SubmitError",
     "UnknownBackendError",
+    "Usage",
     "backends",
     "get_backend",
     "get_launcher",
@@ -96,6 +98,7 @@ if TYPE_CHECKING:
     from .process import HPCProcess, JobState
     from .registry import backends, get_backend, get_launcher, launchers, schedulers
     from .script_backend import ScriptBackend
+    from .usage import Usage
     from .verbosity import set_debug, set_logging_level
 
 

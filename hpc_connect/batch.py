@@ -25,9 +25,11 @@ import attrs
 from .backend import HPCBackend
 from .errors import SchedulerError, SubmitError
 from .job import JobSpec
-from .process import HPCProcess, JobState
+from .private import current_umask
+from .process import HPCProcess, JobState, signal_reason
 from .script import JobFiles, write_script
 from .script_backend import ScriptBackend
+from .usage import Usage
 
 log = logging.getLogger("hpc_connect")
 
@@ -50,6 +52,14 @@ class BatchProcess(HPCProcess):
         super().__init__(backend, spec, jobid)
         self.files = files
         self.misses = 0
+        self._usage: Usage | None = None
+
+    @property
+    def usage(self) -> Usage | None:
+        """Elapsed, CPU time and peak RSS the job script recorded (None: nothing recorded)."""
+        if self._usage is None and self.done:
+            self._usage = self.files.read_usage()
+        return self._usage
 
 
 class BatchBackend(ScriptBackend):
@@ -65,6 +75,9 @@ class BatchBackend(ScriptBackend):
     )
     #: polls in a row a job may be missing everywhere before it is declared lost
     lost_after: ClassVar[int] = 3
+    #: umask for the submit command where the scheduler creates the job's output files
+    #: with it (Slurm: 0o077, so logs are private); the job body gets the caller's back
+    submit_umask: ClassVar[int | None] = None
 
     def __init__(self, *, retries: int = 5, retry_delay: float = 1.0,
                  lost_grace: float = 30.0, **options: Any) -> None:
@@ -135,7 +148,7 @@ class BatchBackend(ScriptBackend):
     def run(self, argv: Sequence[str], *, retries: int | None = None,
             env: Mapping[str, str] | None = None, transient_only: bool = False,
             ok: Callable[[subprocess.CompletedProcess[str]], bool] | None = None,
-            ) -> subprocess.CompletedProcess[str]:
+            umask: int | None = None) -> subprocess.CompletedProcess[str]:
         """Run a scheduler command, retrying failures with exponential backoff.
 
         ``ok`` decides success (default: exit status 0). With ``transient_only`` a failure
@@ -148,7 +161,8 @@ class BatchBackend(ScriptBackend):
             self.queries += 1
             try:
                 result = subprocess.run(list(argv), capture_output=True, text=True, env=env,
-                                        stdin=subprocess.DEVNULL, timeout=120)
+                                        stdin=subprocess.DEVNULL, timeout=120,
+                                        umask=-1 if umask is None else umask)
             except FileNotFoundError:
                 raise SchedulerError(
                     f"{argv[0]!r} not found on PATH: is this a {self.name} machine?") from None
@@ -179,7 +193,8 @@ class BatchBackend(ScriptBackend):
         that look itself fails, the job is not resubmitted blind.
         """
         files = self.job_files(spec)
-        write_script(spec, files, directives=self.directives(spec, files))
+        write_script(spec, files, directives=self.directives(spec, files), root=self.run_dir(),
+                     umask=None if self.submit_umask is None else current_umask())
         argv = self.submit_argv(spec, files)
         env = self.submit_env()
         delay, message = self.retry_delay, ""
@@ -197,7 +212,8 @@ class BatchBackend(ScriptBackend):
                     return BatchProcess(self, spec, jobid, files)
             if attempt > self.retries:
                 break
-            result = self.run(argv, retries=0, env=env, transient_only=True)
+            result = self.run(argv, retries=0, env=env, transient_only=True,
+                              umask=self.submit_umask)
             if result.returncode == 0:
                 return BatchProcess(self, spec, self.parse_jobid(result.stdout), files)
             message = " ".join((result.stderr or result.stdout).split())
@@ -247,7 +263,7 @@ class BatchBackend(ScriptBackend):
             process.set_state(status.state, status.returncode, status.reason)
         elif recorded is not None:
             state = JobState.COMPLETED if recorded == 0 else JobState.FAILED
-            process.set_state(state, recorded, "" if recorded == 0 else f"exit code {recorded}")
+            process.set_state(state, recorded, "" if recorded == 0 else signal_reason(recorded))
         else:
             process.misses += 1
             age = time.monotonic() - process.submitted_at

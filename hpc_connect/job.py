@@ -162,6 +162,43 @@ def _workdir(value: Any) -> Path | None:
     return _path("workdir", value)
 
 
+def _place(field: str, value: Any) -> str | None:
+    """A placement field: ``None`` or a non-empty single-line string."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidJobError(f"{field}={value!r}: expected a string")
+    return _single_line(field, str(value).strip())
+
+
+def _partition(value: Any) -> str | None:
+    return _place("partition", value)
+
+
+def _account(value: Any) -> str | None:
+    return _place("account", value)
+
+
+def _qos(value: Any) -> str | None:
+    return _place("qos", value)
+
+
+def _constraint(value: Any) -> str | None:
+    return _place("constraint", value)
+
+
+def _reservation(value: Any) -> str | None:
+    return _place("reservation", value)
+
+
+def _clusters(value: Any) -> str | None:
+    return _place("clusters", value)
+
+
+#: where a job should run: generic names every batch backend maps to its own options
+PLACEMENT = ("partition", "account", "qos", "constraint", "reservation", "clusters")
+
+
 @attrs.frozen(kw_only=True)
 class JobSpec:
     """One job, checked at the edge; backends render it and never re-validate it.
@@ -169,7 +206,9 @@ class JobSpec:
     ``commands`` run in order in one shell script; the job's status is that of the
     first failing command. ``variables`` maps names to values, ``None`` unsets.
     ``qtime`` is the time limit in seconds. ``output``/``error`` equal (or error
-    unset) means the two streams are merged.
+    unset) means the two streams are merged. ``partition``, ``account``, ``qos``,
+    ``constraint``, ``reservation`` and ``clusters`` say where the job runs; each batch
+    backend maps them to its nearest option or refuses them naming itself and the field.
     """
 
     name: str = attrs.field(converter=_name)
@@ -186,6 +225,12 @@ class JobSpec:
     tasks: int | None = attrs.field(default=None, converter=_tasks)
     memory_mb: int | None = attrs.field(default=None, converter=_memory_mb)
     workdir: Path | None = attrs.field(default=None, converter=_workdir)
+    partition: str | None = attrs.field(default=None, converter=_partition)
+    account: str | None = attrs.field(default=None, converter=_account)
+    qos: str | None = attrs.field(default=None, converter=_qos)
+    constraint: str | None = attrs.field(default=None, converter=_constraint)
+    reservation: str | None = attrs.field(default=None, converter=_reservation)
+    clusters: str | None = attrs.field(default=None, converter=_clusters)
     extra: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
 
     @property

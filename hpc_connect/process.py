@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .backend import HPCBackend
     from .job import JobSpec
+    from .usage import Usage
 
 
 def signal_reason(returncode: int) -> str:
@@ -120,6 +121,11 @@ class HPCProcess:
     @property
     def done(self) -> bool:
         return self.state.is_final
+
+    @property
+    def usage(self) -> Usage | None:
+        """Resources the job used, as its script recorded them; None if unknown."""
+        return None
 
     def poll(self) -> int | None:
         """Refresh the state and return ``returncode`` (``None`` while not final)."""

@@ -1,21 +1,93 @@
 """Rendering a job description into a shell script, shared by every backend.
 
-Each command line runs through ``eval`` of a single-quoted string, so a command
-cannot break the script's structure, and the script writes its own exit status
-to a file next to it: exit codes are known even where the scheduler keeps no
-accounting.
+The script runs in two stages. The *supervisor* (the process the scheduler starts)
+runs the same file again as the *job body*, in a child, under a tiny Python wrapper
+that ``wait4()``s it; then it writes the body's exit status and the job's resource
+usage (``usage.py``) to a status file next to the script: exit codes and usage are
+known even where the scheduler keeps no accounting. The body runs each command line
+through ``eval`` of a single-quoted string, so a command cannot break the script's
+structure; all commands run in order in one shell (``cd``/``export`` carry over).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
+import stat
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 
 from .job import JobSpec
+from .private import SCRIPT_MODE, create_private, ensure_private_file, private_dir, read_trusted
+from .usage import Usage, parse_usage
+
+log = logging.getLogger("hpc_connect")
+
+#: the environment variable that tells the script it runs as the job body
+BODY_STAGE = "HPC_CONNECT_JOB_STAGE"
+
+#: Runs argv[2:] as a child and waits for it with wait4(); writes "<peak RSS in kB>
+#: <signal that killed it or 0>" to argv[1] (created, never followed if a symlink) and
+#: exits with the child's status (128+N for signal N). TERM/INT/HUP/USR2 are ignored
+#: here: the supervisor ends the body, this process only reports on it.
+WAIT4_WRAPPER = """\
+import os, signal, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2):
+    signal.signal(s, signal.SIG_IGN)
+_, status, ru = os.wait4(pid, 0)
+sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+try:
+    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    os.write(fd, b"%d %d\\n" % (ru.ru_maxrss, sig))
+    os.close(fd)
+except OSError:
+    pass
+sys.exit(128 + sig if sig else os.WEXITSTATUS(status))
+"""
+
+
+#: The first stage of every job script (after the few ``hpc_*`` settings above it).
+SUPERVISOR = f"""\
+if [ "${{{BODY_STAGE}-}}" != body ]; then
+    # -- supervisor: run this file again as the job body (below) in a child, then
+    #    record its exit status and resource usage in the status file
+    hpc_self=${{BASH_SOURCE[0]:-}}
+    [ -r "$hpc_self" ] || hpc_self=$hpc_script  # a script read from stdin (PBS)
+    [ -x "$hpc_py" ] || hpc_py=$(command -v python3 || true)
+    rm -f -- "$hpc_status" "$hpc_status.rss" "$hpc_status.tmp"
+    hpc_start=${{EPOCHREALTIME:-$SECONDS}}
+    if [ -n "$hpc_py" ]; then  # the wait4 wrapper writes the body's peak RSS
+        {BODY_STAGE}=body "$hpc_py" -I -S -c @WAIT4_WRAPPER@ \\
+            "$hpc_status.rss" "$hpc_shell" "$hpc_self"
+    else
+        {BODY_STAGE}=body "$hpc_shell" "$hpc_self"
+    fi
+    hpc_rc=$?
+    hpc_end=${{EPOCHREALTIME:-$SECONDS}}
+    hpc_rss='' hpc_sig=0
+    [ -f "$hpc_status.rss" ] && read -r hpc_rss hpc_sig < "$hpc_status.rss"
+    [ "${{hpc_sig:-0}}" -gt 0 ] 2>/dev/null && hpc_rc=-$hpc_sig  # killed by signal N: -N
+    umask 077  # the status file is the owner's alone (the body has ended)
+    set -C  # noclobber: never write through a file or link someone else put there
+    {{ printf "%s\\n" "$hpc_rc" "start=$hpc_start" "end=$hpc_end" "max_rss_kb=$hpc_rss"
+      times  # bash builtin; its second line: the children's user and system CPU time
+    }} > "$hpc_status.tmp" && mv -f -- "$hpc_status.tmp" "$hpc_status"
+    rm -f -- "$hpc_status.rss"
+    # the body was killed by a signal: end the same way, so the caller sees that signal
+    if [ "$hpc_rc" -lt 0 ]; then trap - "$hpc_sig"; kill -"$hpc_sig" $$; fi
+    exit "$hpc_rc"
+fi"""
 
 
 @attrs.frozen
@@ -39,13 +111,20 @@ class JobFiles:
     def merged(self) -> bool:
         return self.output == self.error
 
+    def _status_text(self) -> str | None:
+        """The status file's text if we wrote it (see ``private.read_trusted``)."""
+        return read_trusted(self.exitcode)
+
     def read_exitcode(self) -> int | None:
         """The status the script recorded, or None if it has not finished."""
-        try:
-            text = self.exitcode.read_text().strip()
-        except OSError:
-            return None
-        return int(text) if text.lstrip("-").isdigit() else None
+        text = self._status_text()
+        first = text.split("\n", 1)[0].strip() if text else ""
+        return int(first) if first.lstrip("-").isdigit() else None
+
+    def read_usage(self) -> Usage | None:
+        """The resource usage the script recorded, or None."""
+        text = self._status_text()
+        return parse_usage(text) if text else None
 
 
 def render_script(
@@ -54,17 +133,29 @@ def render_script(
     *,
     directives: Sequence[str] = (),
     shell: str = "/bin/bash",
+    python: str | None = None,
+    umask: int | None = None,
 ) -> str:
-    """The job script: directives, environment, then each command in order.
+    """The job script: directives, the supervisor stage, then the body's commands in order.
 
-    The script stops at the first failing command and exits with its status.
+    The body stops at the first failing command and the job exits with its status.
+    ``python`` runs the wait4 wrapper (default: this interpreter, else ``python3`` on the
+    node's PATH; without either, no peak RSS is recorded). ``umask`` is set for the body
+    (the submitter's, where the scheduler was made to create the output files private).
     """
     q = shlex.quote
     workdir = (spec.workdir or Path.cwd()).absolute()
     lines = [f"#!{shell}", *directives, f"# hpc-connect job {q(spec.name)}"]
-    record = f'printf "%s\\n" "$?" > {q(str(files.exitcode))}'
-    lines.append(f"trap {q(record)} EXIT")  # quoted whole: paths with spaces or quotes
-    lines.append(f"cd {q(str(workdir))} || exit 1")
+    lines += [
+        f"hpc_status={q(str(files.exitcode))} hpc_script={q(str(files.script))}",
+        f"hpc_shell={q(shell)} hpc_py={q(python or sys.executable)}",
+        SUPERVISOR.replace("@WAIT4_WRAPPER@", q(WAIT4_WRAPPER)),
+        "# -- job body: the commands, in order, in this one shell",
+        f"unset {BODY_STAGE} hpc_status hpc_script hpc_shell hpc_py",
+        f"cd {q(str(workdir))} || exit 1",
+    ]
+    if umask is not None:
+        lines.append(f"umask {umask:04o}  # the submitter's (the job was submitted with 077)")
     for key, value in spec.variables:
         lines.append(f"unset {key}" if value is None else f"export {key}={q(value)}")
     lines.extend(f"eval {q(command)} || exit $?" for command in spec.commands)
@@ -72,10 +163,24 @@ def render_script(
     return "\n".join(lines) + "\n"
 
 
-def write_script(spec: JobSpec, files: JobFiles, **render: object) -> None:
-    """Write the script (mode 0755), creating folders, and clear any stale exit status."""
-    for path in {files.script.parent, files.output.parent, files.error.parent}:
-        path.mkdir(parents=True, exist_ok=True)
+def write_script(spec: JobSpec, files: JobFiles, *, root: Path | None = None,
+                 **render: Any) -> None:
+    """Write the script (0700) and create the folders (0700) and logs (0600) it needs.
+
+    ``root`` is the backend's own folder (``<workdir>/.hpc_connect``): everything under it
+    must be ours and private. Nothing is written through a symbolic link
+    (``UnsafePathError`` names the path). A stale exit status is removed.
+    """
+    for folder in {files.script.parent, files.output.parent, files.error.parent}:
+        private_dir(folder, root if root and folder.is_relative_to(root) else None)
     files.exitcode.unlink(missing_ok=True)
-    files.script.write_text(render_script(spec, files, **render))  # type: ignore[arg-type]
-    os.chmod(files.script, 0o755)
+    fd = create_private(files.script, SCRIPT_MODE)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(render_script(spec, files, **render))
+        mode = os.fstat(fh.fileno()).st_mode
+    secrets = [key for key, value in spec.variables if value is not None]
+    if secrets and mode & 0o044:
+        log.warning("job script %s holds variables (%s) and is readable by group or others "
+                    "(mode %04o)", files.script, ", ".join(secrets), stat.S_IMODE(mode))
+    for path in {files.output, files.error}:
+        ensure_private_file(path)

@@ -25,10 +25,12 @@ from snakemake_interface_executor_plugins.utils import format_cli_arg
 
 from hpc_connect import HPCProcess, JobState, get_backend
 from hpc_connect.errors import HPCConnectError, InvalidJobError
+from hpc_connect.private import private_dir
 
-from .logs import log_path, safe
+from .logs import delete_older_than, log_path, safe
 from .mpi import add_rule_defaults, mpi_default, user_default_resources
-from .resources import submit_kwargs
+from .report import EfficiencyReport, job_row, report_path
+from .resources import PLACEMENT_RESOURCES, submit_kwargs
 from .settings import DEFAULT_LOGDIR, ExecutorSettings
 
 #: longest pause between status queries after repeated scheduler hiccups
@@ -61,7 +63,19 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         add_rule_defaults(getattr(self.workflow, "rules", ()), self.mpi)
         self.run_id = uuid.uuid4().hex[:8]
         self.logdir = Path(self.workflow.workdir_init) / (settings.logdir or DEFAULT_LOGDIR)
+        self.logroot = None if settings.logdir else self.logdir  # ours: private, no links
         self.keep_logs = bool(settings.keep_successful_logs)
+        self.log_max_days = settings.delete_logfiles_older_than or 0
+        self.placement = {f: getattr(settings, f, None) for f in PLACEMENT_RESOURCES}
+        self.job_cpus: int | None = None  # of the job being submitted: its --cores
+        self.report: EfficiencyReport | None = None
+        if settings.efficiency_report:
+            try:
+                self.report = EfficiencyReport(report_path(
+                    settings.efficiency_report_path, Path(self.workflow.workdir_init),
+                    self.run_id), settings.efficiency_threshold)
+            except ValueError as exc:
+                raise WorkflowError(str(exc)) from None
         self.interval = self.backend.polling_interval
         self.next_seconds_between_status_checks = self.interval
         self.status_failures = 0
@@ -96,19 +110,21 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         try:
             kwargs = submit_kwargs(
                 resources, threads=job.threads, backend=self.backend.name,
-                mpi_available=self.mpi.command is not None, mpi_problem=self.mpi.problem)
+                mpi_available=self.mpi.command is not None, mpi_problem=self.mpi.problem,
+                defaults=self.placement)
         except InvalidJobError as exc:
             self.report_job_error(info, msg=f"hpc-connect: {what}: {exc}. ")
             return
         variables: dict[str, str | None] = {"SNAKEMAKE_PROFILE": None}  # no recursion
-        if kwargs.get("tasks") and "mpi" not in resources:
+        if resources.get("tasks") and "mpi" not in resources:
             variables.update(self.mpi.variables)
         wildcards = {} if job.is_group() else dict(getattr(job, "wildcards_dict", {}) or {})
         log = log_path(self.logdir, rule=job.name, wildcards=wildcards, jobid=job.jobid,
                        attempt=job.attempt, group=job.is_group())
         name = f"smk-{self.run_id}-{safe(job.name, 60)}-{job.jobid}"
         try:
-            log.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(log.parent, self.logroot)  # 0700; the Slurm/shell logs are 0600
+            self.job_cpus = kwargs.get("cpus")
             process = self.backend.submit(
                 name, [self.format_job_exec(job)], scriptname=Path(self.tmpdir) / f"{name}.sh",
                 output=log, variables=variables, workdir=self.workflow.workdir_init, **kwargs)
@@ -118,10 +134,16 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         with self.live_lock:
             self.live[id(process)] = process
         info.external_jobid = process.jobid
-        info.aux = {"process": process, "log": log}
+        info.aux = {"process": process, "log": log, "kwargs": kwargs, "wildcards": wildcards}
         self.logger.info(f"hpc-connect: job {job.jobid} is {self.backend.name} job "
                          f"{process.jobid} ({name}); log: {log}")
         self.report_job_submission(info)
+
+    @property
+    def cores(self) -> Any:
+        """``--cores`` of the job's Snakemake: the CPUs its job was given (set while it is
+        submitted), rather than ``all`` of the node."""
+        return getattr(self, "job_cpus", None) or super().cores
 
     # ---- status ---------------------------------------------------------------------
     async def sleep(self) -> None:
@@ -165,6 +187,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             with self.live_lock:
                 self.live.pop(id(process), None)
             log: Path = info.aux["log"]
+            self.record(info, process)
             if process.state is JobState.COMPLETED:
                 self.report_job_success(info)
                 if not self.keep_logs:
@@ -174,6 +197,32 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
                 self.report_job_error(
                     info, msg=f"hpc-connect: {self.backend.name} job {process.jobid} "
                     f"{process.state.value}: {reason}; log: {log}. ", aux_logs=[str(log)])
+
+    # ---- report and logs -------------------------------------------------------------
+    def record(self, info: SubmittedJobInfo, process: HPCProcess) -> None:
+        """Add a finished job to the efficiency report (if one is asked for)."""
+        if self.report is None:
+            return
+        kwargs = info.aux["kwargs"]
+        self.report.add(job_row(
+            rule=info.job.name, wildcards=info.aux["wildcards"], jobid=process.jobid,
+            snakemake_jobid=info.job.jobid, state=process.state.value,
+            cpus=kwargs.get("cpus"), mem_mb=kwargs.get("memory_mb"),
+            usage=getattr(process, "usage", None), log=info.aux["log"]))
+
+    def shutdown(self) -> None:
+        """Write the efficiency report and delete old logs, after Snakemake's own shutdown."""
+        super().shutdown()
+        report, self.report = self.report, None  # shutdown may come twice (cancel)
+        if report is not None:
+            try:
+                report.write(self.logger.info)
+            except OSError as exc:
+                self.logger.error(f"hpc-connect: cannot write the efficiency report: {exc}")
+        deleted = delete_older_than(self.logdir, self.log_max_days)
+        if deleted:
+            self.logger.info(f"hpc-connect: deleted {deleted} log(s) older than "
+                             f"{self.log_max_days} days from {self.logdir}")
 
     # ---- cancel ---------------------------------------------------------------------
     def chain_sigterm(self) -> None:

@@ -1,8 +1,11 @@
-"""Where a job's log goes: ``<logdir>/rule_<rule>/<wildcards>/<jobid>.log``."""
+"""Where a job's log goes (``<logdir>/rule_<rule>/<wildcards>/<jobid>.log``), and
+the removal of old ones."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,3 +27,22 @@ def log_path(logdir: Path, *, rule: str, wildcards: Mapping[str, Any], jobid: in
         folder /= safe("_".join(f"{k}={v}" for k, v in wildcards.items()), 200)
     name = f"{jobid}.log" if attempt <= 1 else f"{jobid}.attempt{attempt}.log"
     return folder / name
+
+
+def delete_older_than(logdir: Path, days: float, *, now: float | None = None) -> int:
+    """Delete the ``*.log`` files under ``logdir`` last changed more than ``days`` ago,
+    then the folders left empty; ``days <= 0`` deletes nothing. Returns the count."""
+    if days <= 0 or not logdir.is_dir():
+        return 0
+    cutoff = (time.time() if now is None else now) - days * 86400
+    deleted = 0
+    for path in logdir.rglob("*.log"):
+        with contextlib.suppress(OSError):
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                deleted += 1
+    for folder in sorted((p for p in logdir.rglob("*") if p.is_dir()),
+                         key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only succeeds when empty
+    return deleted

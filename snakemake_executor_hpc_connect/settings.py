@@ -13,7 +13,7 @@ DEFAULT_LOGDIR = Path(".snakemake") / "hpc_connect_logs"
 
 @dataclass
 class ExecutorSettings(ExecutorSettingsBase):  # type: ignore[misc]
-    """What a user may set; scheduler specifics (account, partition, requeue) are submit flags."""
+    """What a user may set: backend, defaults for where jobs run, logs and the report."""
 
     backend: Optional[str] = field(  # noqa: UP045
         default=None,
@@ -36,7 +36,7 @@ class ExecutorSettings(ExecutorSettingsBase):  # type: ignore[misc]
         default=None,
         metadata={
             "help": "Extra scheduler flags for every job, one shell-quoted string, e.g. "
-            "\"--account=abc --partition=short --requeue\". Per rule: the resource "
+            "\"--requeue --mail-type=FAIL\". Per rule: the resource "
             "<backend>_extra (e.g. slurm_extra) or hpc_connect_submit_flags.",
             "env_var": True,
         },
@@ -61,4 +61,55 @@ class ExecutorSettings(ExecutorSettingsBase):  # type: ignore[misc]
             "the backend's (0.1 s for shell, several seconds for schedulers).",
             "env_var": True,
         },
+    )
+    partition: Optional[str] = field(  # noqa: UP045
+        default=None,
+        metadata={"help": "Default partition (queue) of every job; rules override it with "
+                  "the resource partition, queue or slurm_partition.", "env_var": True},
+    )
+    account: Optional[str] = field(  # noqa: UP045
+        default=None,
+        metadata={"help": "Default account (project) of every job; rules override it with "
+                  "the resource account, project or slurm_account.", "env_var": True},
+    )
+    qos: Optional[str] = field(  # noqa: UP045
+        default=None,
+        metadata={"help": "Default QoS of every job (resource: qos).", "env_var": True},
+    )
+    constraint: Optional[str] = field(  # noqa: UP045
+        default=None,
+        metadata={"help": "Default node constraint (features) of every job (resource: "
+                  "constraint).", "env_var": True},
+    )
+    reservation: Optional[str] = field(  # noqa: UP045
+        default=None,
+        metadata={"help": "Default reservation of every job (resource: reservation).",
+                  "env_var": True},
+    )
+    clusters: Optional[str] = field(  # noqa: UP045
+        default=None,
+        metadata={"help": "Default cluster(s) of every job (resource: clusters).",
+                  "env_var": True},
+    )
+    efficiency_report: bool = field(
+        default=False,
+        metadata={"help": "At the end of the run, write a CSV with each job's elapsed "
+                  "time, CPU time, peak memory and their efficiencies (any backend; no "
+                  "accounting needed).", "env_var": True},
+    )
+    efficiency_report_path: Optional[Path] = field(  # noqa: UP045
+        default=None,
+        metadata={"help": "File (or existing folder) of the efficiency report. Default: "
+                  "efficiency_report_<run>.csv in the working directory.", "env_var": True},
+    )
+    efficiency_threshold: float = field(
+        default=0.8,
+        metadata={"help": "With the report: log the jobs whose CPU or memory efficiency "
+                  "is below this fraction (default 0.8).", "env_var": True},
+    )
+    delete_logfiles_older_than: Optional[int] = field(  # noqa: UP045
+        default=10,
+        metadata={"help": "At the end of the run, delete job logs older than this many "
+                  "days from the log folder (default 10; 0 or less: keep all).",
+                  "env_var": True},
     )

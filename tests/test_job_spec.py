@@ -125,11 +125,16 @@ def test_command_text_cannot_break_the_script(
     """Property: whatever a command line holds, the script runs it as bash would run it alone
     (same status) and the next command still runs: a command can't escape its slot."""
     tmp = tmp_path_factory.mktemp("cmd")
+    # alone: a one-line script file (bash -c reports some syntax errors as 127, a file
+    # as 1), in an empty folder (files one run leaves, ``>%``, change globs like ``?``)
+    alone_script = tmp_path_factory.mktemp("alone-script") / "alone.sh"
+    alone_script.write_text(f"eval {_q(command)}\n")
     alone = subprocess.run(
-        ["bash", "-c", f"eval {_q(command)}"], capture_output=True, cwd=tmp, timeout=30
+        ["bash", str(alone_script)], capture_output=True,
+        cwd=tmp_path_factory.mktemp("alone"), timeout=30,
     ).returncode
     spec = JobSpec(name="p", commands=[command, "echo after > after.txt"], workdir=tmp)
-    files = JobFiles.for_spec(spec, tmp, "job")
+    files = JobFiles.for_spec(spec, tmp_path_factory.mktemp("files"), "job")
     files.script.write_text(render_script(spec, files))
     status = subprocess.run(
         ["bash", str(files.script)], capture_output=True, cwd=tmp, timeout=30

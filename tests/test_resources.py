@@ -18,8 +18,8 @@ def kw(threads: int | None = 1, backend: str = "shell", **resources: Any) -> dic
 
 
 def test_threads_become_cpus() -> None:
-    """A plain rule asks for its threads as CPUs, nothing else."""
-    assert kw(threads=4) == {"cpus": 4}
+    """A plain rule is one task with its threads as CPUs, nothing else."""
+    assert kw(threads=4) == {"cpus": 4, "tasks": 1}
 
 
 def test_cpus_per_task_times_tasks() -> None:
@@ -31,7 +31,7 @@ def test_cpus_per_task_times_tasks() -> None:
 def test_nodes_gpus_and_model() -> None:
     """nodes, gpu/gpus and gpu_model are passed on; gpu_model lands in spec.extra."""
     out = kw(nodes=2, gpus=1, gpu_model="a100")
-    assert out == {"cpus": 1, "nodes": 2, "gpus": 1, "gpu_model": "a100"}
+    assert out == {"cpus": 1, "tasks": 1, "nodes": 2, "gpus": 1, "gpu_model": "a100"}
     assert kw(gpu="2")["gpus"] == 2
     spec = JobSpec.from_submit("j", ["true"], **out)
     assert spec.extra == {"gpu_model": "a100"} and spec.gpus == 1 and spec.nodes == 2
@@ -54,6 +54,44 @@ def test_memory() -> None:
     assert kw(mem_mb=1.5)["memory_mb"] == 2
 
 
+@pytest.mark.parametrize("zero", [0, "0", 0.0, "", None])
+def test_zero_means_not_requested(zero: Any) -> None:
+    """0 or empty mem_mb, mem_mb_per_cpu, runtime, gpu/gpus: nothing asked for (as in the
+    Slurm executor plugin, and what Snakemake's own cluster tests pass)."""
+    out = kw(threads=2, mem_mb=zero, mem_mb_per_cpu=zero, runtime=zero, gpu=zero, gpus=zero)
+    assert out == {"cpus": 2, "tasks": 1}
+    assert kw(mem_mb=zero, mem_mb_per_cpu=100)["memory_mb"] == 100
+    assert kw(mem_mb=100, mem_mb_per_cpu=zero)["memory_mb"] == 100
+
+
+def test_placement_names_and_defaults() -> None:
+    """Generic names, their aliases and the Slurm plugin's names all set the core's
+    placement fields; rule values win over the run's defaults."""
+    out = kw(slurm_partition="long", slurm_account="proj_x", qos="high", constraint="a100",
+             reservation="r1", clusters="c2")
+    assert {k: out[k] for k in ("partition", "account", "qos", "constraint", "reservation",
+                                "clusters")} == {
+        "partition": "long", "account": "proj_x", "qos": "high", "constraint": "a100",
+        "reservation": "r1", "clusters": "c2"}
+    assert kw(queue="long", project="p")["partition"] == "long"
+    assert kw(queue="long", project="p")["account"] == "p"
+    assert kw(partition="long", slurm_partition="long")["partition"] == "long"  # agree
+    defaults = {"partition": "debug", "account": "dflt", "qos": None}
+    out = submit_kwargs({"partition": "long"}, threads=1, backend="slurm", defaults=defaults)
+    assert (out["partition"], out["account"], "qos" in out) == ("long", "dflt", False)
+    spec = JobSpec.from_submit("j", ["true"], **out)
+    assert (spec.partition, spec.account) == ("long", "dflt")
+
+
+def test_slurm_plugin_gpu_resources() -> None:
+    """gpu + gpu_model, gres, cpus_per_gpu, tasks_per_gpu as in the Slurm plugin."""
+    out = kw(gpu=2, gpu_model="a100", cpus_per_gpu=4, tasks_per_gpu=1)
+    assert {k: out[k] for k in ("gpus", "gpu_model", "cpus_per_gpu", "tasks_per_gpu")} == {
+        "gpus": 2, "gpu_model": "a100", "cpus_per_gpu": 4, "tasks_per_gpu": 1}
+    assert kw(gres="gpu:a100:2")["gres"] == "gpu:a100:2"
+    assert "cpus_per_gpu" not in kw(gpu=1, cpus_per_gpu=0)
+
+
 def test_extra_submit_flags_are_shell_split() -> None:
     """<backend>_extra and hpc_connect_submit_flags are split like a shell would."""
     out = kw(backend="slurm", slurm_extra="--qos=long --comment='two words'",
@@ -74,7 +112,18 @@ def test_extra_submit_flags_are_shell_split() -> None:
     ({"runtime": -5}, "resource runtime=-5"),
     ({"runtime": "1h30"}, "resource runtime='1h30'"),
     ({"mem_mb": "lots"}, "resource mem_mb='lots'"),
-    ({"mem_mb_per_cpu": 0}, "resource mem_mb_per_cpu=0"),
+    ({"mem_mb_per_cpu": -1}, "resource mem_mb_per_cpu=-1: expected a number of megabytes >= 0"),
+    ({"mem_mb": "0.5G"}, "resource mem_mb='0.5G'"),
+    ({"runtime": "-1h"}, "resource runtime='-1h'"),
+    ({"gpus": "many"}, "resource gpus='many'"),
+    ({"partition": "long", "slurm_partition": "short"},
+     "resources partition='long' and slurm_partition='short' disagree"),
+    ({"account": ["a"]}, "resource account=['a']: expected a string"),
+    ({"gres": "gpu"}, "resource gres='gpu': expected NAME[:TYPE]:COUNT"),
+    ({"gres": "gpu:1", "gpu": 1}, "resources gres='gpu:1' and gpu=1: set one of them"),
+    ({"gpu_model": "a100", "gpu": 0}, "resource gpu_model='a100' needs gpu"),
+    ({"gpu_model": "a 100", "gpu": 1}, "resource gpu_model='a 100'"),
+    ({"cpus_per_gpu": 4}, "resource cpus_per_gpu=4 needs gpu"),
     ({"hpc_connect_submit_flags": "--comment='open"}, "No closing quotation"),
     ({"tasks": 4, "mpi": ""}, "tasks=4 needs an MPI launcher in resources.mpi, which is empty"),
 ])
@@ -92,6 +141,8 @@ def test_tasks_need_a_launcher() -> None:
                       mpi_problem="mpiexec missing")
     assert submit_kwargs({"tasks": 1}, threads=1, backend="shell",
                          mpi_available=False) == {"cpus": 1, "tasks": 1}
+    assert submit_kwargs({}, threads=3, backend="shell",
+                         mpi_available=False) == {"cpus": 3, "tasks": 1}
     assert submit_kwargs({"tasks": 2, "mpi": "mpirun"}, threads=1, backend="shell",
                          mpi_available=False)["tasks"] == 2
 

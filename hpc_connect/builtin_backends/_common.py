@@ -12,8 +12,11 @@ import math
 import re
 import shlex
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+from ..errors import InvalidJobError
+from ..job import PLACEMENT, JobSpec
 
 #: one scheduler option: flag and value, or flag alone (value None)
 Option = tuple[str, str | None]
@@ -73,3 +76,22 @@ def tolerant_status_ok(result: subprocess.CompletedProcess[str],
     if not errors:
         return bool(result.stdout.strip())  # e.g. bjobs: errors are inside its JSON
     return all(re.search(unknown, line, re.IGNORECASE) for line in errors)
+
+
+def placement_options(backend: str, spec: JobSpec, flags: Mapping[str, str | None],
+                      hint: str = "") -> list[Option]:
+    """The job's placement fields as ``(flag, value)`` options; a set field whose flag is
+    None here is refused with one ``InvalidJobError`` naming the backend and the field."""
+    options: list[Option] = []
+    for field in PLACEMENT:
+        value = getattr(spec, field)
+        if value is None:
+            continue
+        flag = flags.get(field)
+        if flag is None:
+            raise InvalidJobError(
+                f"{backend}: {field}={value!r} has no equivalent on this scheduler"
+                f"{'; ' + hint if hint else ''} (it maps: "
+                f"{', '.join(f'{k} → {v}' for k, v in flags.items() if v)})")
+        options.append((flag, value))
+    return options

@@ -4,7 +4,9 @@ Resources: ``flux batch`` allocates *slots*. ``nodes`` → ``-N``; ``gpus`` → 
 GPU (``-n G -g 1``) with ``-c ceil(cpus/G)`` cores each; otherwise ``-n`` slots of one
 core for ``cpus`` (or ``tasks``), default ``-n 1`` (``flux batch`` needs ``-n`` or
 ``-N``). ``qtime`` → ``-t <seconds>s``. Flux has no portable memory request:
-``memory_mb`` is not passed. Options go on the command line and, for the record, into
+``memory_mb`` is not passed. ``partition`` → ``--queue``, ``account`` → ``--bank``,
+``constraint`` → ``--requires``; ``qos``, ``reservation`` and ``clusters`` are refused.
+Options go on the command line and, for the record, into
 ``# flux:`` directive lines (which flux parses with shell quoting rules).
 
 Ids: ``flux batch`` prints an F58 id (``ƒ2xyz...``, or ``f2xyz...`` in a non-UTF-8
@@ -25,11 +27,27 @@ from typing import Any, ClassVar
 
 from ..batch import BatchBackend, SchedulerStatus
 from ..errors import SubmitError
+from ..flagcheck import reject_repeated
 from ..job import JobSpec
 from ..process import JobState, signal_reason
 from ..script import JobFiles
-from ._common import Option, directive_lines, last_line, option_argv, tolerant_status_ok
+from ._common import (
+    Option,
+    directive_lines,
+    last_line,
+    option_argv,
+    placement_options,
+    tolerant_status_ok,
+)
 
+#: placement fields → flux batch flags (None: refused)
+PLACEMENT_FLAGS: dict[str, str | None] = {
+    "partition": "--queue", "account": "--bank", "qos": None, "constraint": "--requires",
+    "reservation": None, "clusters": None}
+#: flux batch's other spellings of the options hpc-connect sets
+FLAG_ALIASES = {"--nslots": "-n", "--nodes": "-N", "--cores-per-slot": "-c",
+                "--gpus-per-slot": "-g", "--time-limit": "-t", "-q": "--queue",
+                "-B": "--bank", "--job-name": "--job-name"}
 F58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _STATES = {
     "NEW": JobState.PENDING, "DEPEND": JobState.PENDING, "PRIORITY": JobState.PENDING,
@@ -111,6 +129,7 @@ class FluxBackend(BatchBackend):
 
     def options(self, spec: JobSpec, files: JobFiles) -> list[Option]:
         opts: list[Option] = [("--job-name", spec.name)]
+        opts += placement_options(self.name, spec, PLACEMENT_FLAGS)
         if spec.nodes:
             opts.append(("-N", str(spec.nodes)))
         if spec.gpus:
@@ -130,8 +149,9 @@ class FluxBackend(BatchBackend):
         return directive_lines("# flux:", self.options(spec, files))
 
     def submit_argv(self, spec: JobSpec, files: JobFiles) -> list[str]:
-        return ["flux", "batch", *option_argv(self.options(spec, files)), *spec.submit_flags,
-                str(files.script)]
+        options = self.options(spec, files)
+        reject_repeated(self.name, options, spec.submit_flags, aliases=FLAG_ALIASES)
+        return ["flux", "batch", *option_argv(options), *spec.submit_flags, str(files.script)]
 
     def parse_jobid(self, stdout: str) -> str:
         jobid = last_line(stdout)

@@ -10,7 +10,9 @@ script's path is passed shell-quoted as the command.
 Resources: with ``nnodes=True`` (the default, for CSM sites such as Summit/Lassen,
 where ``jsrun`` is the launcher) ``nodes`` becomes ``-nnodes N``; otherwise CPUs are
 slots, ``-n C`` with ``-R "span[hosts=N]"``. ``gpus`` → ``-gpu "num=G"`` (per host),
-``qtime`` → ``-W`` minutes, ``memory_mb`` → ``-M <MB>MB``.
+``qtime`` → ``-W`` minutes, ``memory_mb`` → ``-M <MB>MB``. ``partition`` → ``-q``,
+``account`` → ``-P``, ``constraint`` → ``-R "select[...]"``, ``reservation`` → ``-U``,
+``clusters`` → ``-clusters``; ``qos`` is refused.
 
 Status: ONE ``bjobs -o "jobid stat exit_code exit_reason" -json -a <ids...>`` per
 cycle. ``TERM_RUNLIMIT`` is a time-out; ``TERM_OWNER``/``TERM_ADMIN`` (bkill) a cancel.
@@ -26,6 +28,7 @@ from typing import Any, ClassVar
 
 from ..batch import BatchBackend, SchedulerStatus
 from ..errors import SubmitError
+from ..flagcheck import reject_repeated
 from ..job import JobSpec
 from ..process import JobState, signal_reason
 from ..script import JobFiles
@@ -35,6 +38,7 @@ from ._common import (
     minutes,
     option_argv,
     per_node,
+    placement_options,
     tolerant_status_ok,
 )
 
@@ -48,6 +52,11 @@ _CANCELLED = ("TERM_OWNER", "TERM_ADMIN", "TERM_FORCE_OWNER", "TERM_FORCE_ADMIN"
               "TERM_REQUEUE_OWNER", "TERM_REQUEUE_ADMIN")
 _JOBID = re.compile(r"Job <(\d+(?:\[\d+\])?)> is submitted")
 FIELDS = "jobid stat exit_code exit_reason"
+#: placement fields → bsub flags (None: refused, see PLACEMENT_HINT)
+PLACEMENT_FLAGS: dict[str, str | None] = {
+    "partition": "-q", "account": "-P", "qos": None, "constraint": "-R",
+    "reservation": "-U", "clusters": "-clusters"}
+PLACEMENT_HINT = "LSF's service classes (bsub -sla) are the nearest: give them as submit flags"
 
 
 def parse_bjobs_json(stdout: str) -> list[dict[str, Any]]:
@@ -97,6 +106,8 @@ class LSFBackend(BatchBackend):
 
     def options(self, spec: JobSpec, files: JobFiles) -> list[Option]:
         opts: list[Option] = [("-J", spec.name)]
+        for flag, value in placement_options(self.name, spec, PLACEMENT_FLAGS, PLACEMENT_HINT):
+            opts.append((flag, f"select[{value}]" if flag == "-R" else value))
         if spec.nodes and self.nnodes:
             opts.append(("-nnodes", str(spec.nodes)))
         elif spec.cpus or spec.tasks or spec.nodes:
@@ -118,7 +129,10 @@ class LSFBackend(BatchBackend):
         return directive_lines("#BSUB", self.options(spec, files))
 
     def submit_argv(self, spec: JobSpec, files: JobFiles) -> list[str]:
-        return ["bsub", *option_argv(self.options(spec, files)), *spec.submit_flags,
+        options = self.options(spec, files)
+        reject_repeated(self.name, options, spec.submit_flags, allowed=("-R",),
+                        aliases={"-o": "-oo", "-e": "-eo"}, joined_short=False)
+        return ["bsub", *option_argv(options), *spec.submit_flags,
                 shlex.quote(str(files.script))]
 
     def parse_jobid(self, stdout: str) -> str:

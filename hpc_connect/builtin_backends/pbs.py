@@ -3,7 +3,9 @@
 Resources: PBS Pro asks for ``-l select=N:ncpus=C:ngpus=G:mpiprocs=T:mem=M`` where each
 count is *per node* (``cpus``, ``gpus``, ``tasks`` are job totals spread over
 ``nodes``; ``memory_mb`` is per node). Torque spells it ``-l nodes=N:ppn=C[:gpus=G]``
-and ``-l mem=M``. PBS job names must be one word starting with a letter: the name is
+and ``-l mem=M``. ``partition`` → ``-q``, ``account`` → ``-A``; ``qos``, ``constraint``,
+``reservation`` and ``clusters`` are refused with a hint.
+PBS job names must be one word starting with a letter: the name is
 sanitised for ``-N`` (the script's comment keeps the real one).
 
 Status: ONE ``qstat -f -F json -x <ids...>`` per cycle on PBS Pro (``-x`` keeps
@@ -26,6 +28,7 @@ from typing import Any, ClassVar
 
 from ..batch import BatchBackend, SchedulerStatus
 from ..errors import ConfigError, SubmitError
+from ..flagcheck import reject_repeated
 from ..job import JobSpec
 from ..process import JobState, signal_reason
 from ..script import JobFiles
@@ -36,6 +39,7 @@ from ._common import (
     last_line,
     option_argv,
     per_node,
+    placement_options,
     tolerant_status_ok,
 )
 
@@ -59,6 +63,13 @@ _SPECIAL = {
     -29: "killed by PBS: walltime limit exceeded (JOB_EXEC_KILL_WALLTIME)",
 }
 _UNKNOWN = r"unknown job id|job has finished"
+#: placement fields → qsub flags (None: refused, see PLACEMENT_HINT)
+PLACEMENT_FLAGS: dict[str, str | None] = {
+    "partition": "-q", "account": "-A", "qos": None, "constraint": None,
+    "reservation": None, "clusters": None}
+PLACEMENT_HINT = ("a PBS reservation is a queue (give its name as partition); node "
+                  "properties go in the select statement (submit flags); another server is "
+                  "partition='queue@server'")
 
 
 def _seconds(hms_text: Any) -> int | None:
@@ -176,6 +187,7 @@ class PBSBackend(BatchBackend):
     def options(self, spec: JobSpec, files: JobFiles) -> list[Option]:
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", spec.name)
         opts: list[Option] = [("-N", (name if name[0].isalpha() else "j" + name)[:236])]
+        opts += placement_options(self.name, spec, PLACEMENT_FLAGS, PLACEMENT_HINT)
         nodes = spec.nodes or 1
         if self.flavor == "torque":
             if spec.nodes or spec.cpus or spec.gpus:
@@ -202,8 +214,9 @@ class PBSBackend(BatchBackend):
         return directive_lines("#PBS", self.options(spec, files))
 
     def submit_argv(self, spec: JobSpec, files: JobFiles) -> list[str]:
-        return ["qsub", *option_argv(self.options(spec, files)), *spec.submit_flags,
-                str(files.script)]
+        options = self.options(spec, files)
+        reject_repeated(self.name, options, spec.submit_flags, keyed=("-l",))
+        return ["qsub", *option_argv(options), *spec.submit_flags, str(files.script)]
 
     def parse_jobid(self, stdout: str) -> str:
         jobid = last_line(stdout)

@@ -21,9 +21,11 @@ from typing import Any, ClassVar
 
 from ..backend import HPCBackend
 from ..job import JobSpec
+from ..private import create_private
 from ..process import HPCProcess, JobState, signal_reason
 from ..script import JobFiles, write_script
 from ..script_backend import ScriptBackend
+from ..usage import Usage
 
 
 def session_members(sid: int) -> list[int]:
@@ -83,6 +85,14 @@ class ShellProcess(HPCProcess):
         self.files = files
         self.state = JobState.RUNNING
         self.started_at = time.monotonic()
+        self._usage: Usage | None = None
+
+    @property
+    def usage(self) -> Usage | None:
+        """Elapsed, CPU time and peak RSS the job script recorded (None: nothing recorded)."""
+        if self._usage is None and self.done:
+            self._usage = self.files.read_usage()
+        return self._usage
 
 
 _BACKENDS: weakref.WeakSet[ShellBackend] = weakref.WeakSet()
@@ -115,20 +125,22 @@ class ShellBackend(ScriptBackend):
     def submit_spec(self, spec: JobSpec) -> ShellProcess:
         key = f"{next(self._counter):05d}-{_safe(spec.name)}"
         files = JobFiles.for_spec(spec, self.run_dir() / self._run, key)
-        write_script(spec, files)
+        write_script(spec, files, root=self.run_dir())
         argv = ["/bin/bash", str(files.script)]
         if spec.qtime is not None and (timeout := shutil.which("timeout")):
             argv = [timeout, f"--kill-after={self.cancel_grace}s", f"{spec.qtime}s", *argv]
-        with open(files.output, "wb") as out:
-            err = subprocess.STDOUT if files.merged else open(files.error, "wb")  # noqa: SIM115
-            try:
-                popen = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                    start_new_session=True, cwd=spec.workdir,
-                )
-            finally:
-                if err is not subprocess.STDOUT:
-                    err.close()  # type: ignore[union-attr]
+        # logs are 0600 and never opened through a symlink (private.create_private)
+        out = create_private(files.output)
+        err = subprocess.STDOUT if files.merged else create_private(files.error)
+        try:
+            popen = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                start_new_session=True, cwd=spec.workdir,
+            )
+        finally:
+            os.close(out)
+            if err != subprocess.STDOUT:
+                os.close(err)
         return ShellProcess(self, spec, popen, files)
 
     def refresh(self, process: HPCProcess) -> None:

@@ -7,11 +7,17 @@ Resources: ``cpus`` is the job's total CPU count. Without ``tasks`` it becomes
 ``tasks`` it becomes ``--ntasks=tasks --cpus-per-task=max(1, cpus // tasks)``.
 ``gpus`` → ``--gpus=N`` (``--gpus=MODEL:N`` with ``gpu_model=...``), ``memory_mb`` →
 ``--mem`` (per node), ``qtime`` → ``--time`` rounded up to whole minutes (at least 1).
+Placement fields keep their names (``--partition``, ``--account``, ``--qos``,
+``--constraint``, ``--reservation``, ``--clusters``). Extras as in the Slurm executor
+plugin: ``gres`` → ``--gres``; with GPUs, ``tasks_per_gpu`` → ``--ntasks-per-gpu`` and
+``cpus_per_gpu`` → ``--cpus-per-gpu`` (instead of ``--ntasks``/``--cpus-per-task``).
+With ``--cpus-per-task`` the script exports ``SRUN_CPUS_PER_TASK`` (srun >= 22.05).
 
 Options are written into the script as ``#SBATCH`` lines (so it documents itself and
 can be resubmitted by hand; values use sbatch's own double-quote rules) *and* passed on
 the ``sbatch`` command line, where argv is literal; ``submit_flags`` come last there,
-so they override ours. The job gets the submitter's environment (``--export=ALL``,
+and one that repeats an option we set is refused (``InvalidJobError`` naming both).
+The job gets the submitter's environment (``--export=ALL``,
 which carries ``SLURM_CONF``); inside an allocation the enclosing job's ``SLURM_*``
 variables are stripped first so they do not leak into the new job.
 
@@ -33,9 +39,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..batch import BatchBackend, SchedulerStatus
+import attrs
+
+from ..batch import BatchBackend, BatchProcess, SchedulerStatus
 from ..errors import SchedulerError, SubmitError
-from ..job import JobSpec
+from ..flagcheck import reject_repeated
+from ..job import PLACEMENT, JobSpec
 from ..process import JobState, signal_reason
 from ..script import JobFiles
 
@@ -54,6 +63,26 @@ _KEEP = {"SLURM_CONF", "SLURM_CLUSTERS", "SLURM_TIME_FORMAT"}
 _JOBID = re.compile(r"^\s*(\d+(?:_\d+)?)(?:;\S+)?\s*$")
 _SCONTROL = re.compile(r"^JobId=(\S+) .*? UserId=\S+ GroupId=\S+ .*?\bJobState=(\S+) "
                        r"Reason=(\S+) .*?\bExitCode=(\d+):(\d+)")
+
+
+#: sbatch's other spellings of the options hpc-connect sets
+FLAG_ALIASES = {
+    "-J": "--job-name", "-o": "--output", "-e": "--error", "-D": "--chdir",
+    "--workdir": "--chdir", "-N": "--nodes", "-n": "--ntasks", "-c": "--cpus-per-task",
+    "-G": "--gpus", "-t": "--time", "-p": "--partition", "-A": "--account",
+    "-q": "--qos", "-C": "--constraint", "-M": "--clusters", "--cluster": "--clusters",
+}
+
+
+def placement(spec: JobSpec) -> list[tuple[str, str]]:
+    """The job's placement fields that are set, as ``(field, value)`` (Slurm's names)."""
+    return [(field, value) for field in PLACEMENT
+            if (value := getattr(spec, field)) is not None]
+
+
+def cpus_per_task(spec: JobSpec) -> int:
+    """CPUs of each task: the job's CPUs spread over its tasks (at least 1)."""
+    return max(1, (spec.cpus or 1) // (spec.tasks or 1))
 
 
 def slurm_time(seconds: float) -> str:
@@ -97,6 +126,8 @@ class SlurmBackend(BatchBackend):
     aliases: ClassVar[tuple[str, ...]] = ("sbatch",)
     launcher: ClassVar[str] = "srun"
     submit_program: ClassVar[str] = "sbatch"
+    #: slurmstepd creates the output files with sbatch's umask: keep them private
+    submit_umask: ClassVar[int | None] = 0o077
     #: seconds between status queries: Slurm should be polled gently
     default_polling_interval: ClassVar[float] = 5.0
     transient_errors: ClassVar[tuple[str, ...]] = (
@@ -122,17 +153,25 @@ class SlurmBackend(BatchBackend):
             opts.append(("--error", literal_filename(files.error)))
         opts.append(("--chdir", str((spec.workdir or Path.cwd()).absolute())))
         opts.append(("--export", "ALL"))
+        opts += [(f"--{field}", value) for field, value in placement(spec)]
         if spec.nodes:
             opts.append(("--nodes", str(spec.nodes)))
-        if spec.tasks:
+        per_gpu = {k: spec.extra.get(k) for k in ("tasks_per_gpu", "cpus_per_gpu")}
+        if spec.gpus and per_gpu["tasks_per_gpu"]:
+            opts.append(("--ntasks-per-gpu", str(per_gpu["tasks_per_gpu"])))
+        elif spec.tasks:
             opts.append(("--ntasks", str(spec.tasks)))
-            if spec.cpus:
-                opts.append(("--cpus-per-task", str(max(1, spec.cpus // spec.tasks))))
         elif spec.cpus:
             opts.append(("--ntasks", str(spec.cpus)))
+        if spec.gpus and per_gpu["cpus_per_gpu"]:
+            opts.append(("--cpus-per-gpu", str(per_gpu["cpus_per_gpu"])))
+        elif spec.tasks and spec.cpus:
+            opts.append(("--cpus-per-task", str(cpus_per_task(spec))))
         if spec.gpus:
             model = spec.extra.get("gpu_model")
             opts.append(("--gpus", f"{model}:{spec.gpus}" if model else str(spec.gpus)))
+        if spec.extra.get("gres"):
+            opts.append(("--gres", str(spec.extra["gres"])))
         if spec.memory_mb:
             opts.append(("--mem", f"{spec.memory_mb}M"))
         if spec.qtime:
@@ -144,9 +183,18 @@ class SlurmBackend(BatchBackend):
                 for flag, value in self.options(spec, files)]
 
     def submit_argv(self, spec: JobSpec, files: JobFiles) -> list[str]:
-        argv = ["sbatch", "--parsable"]
-        argv += [f"{flag}={value}" for flag, value in self.options(spec, files)]
+        options = self.options(spec, files)
+        reject_repeated(self.name, options, spec.submit_flags, aliases=FLAG_ALIASES)
+        argv = ["sbatch", "--parsable", *(f"{flag}={value}" for flag, value in options)]
         return [*argv, *spec.submit_flags, str(files.script)]
+
+    def submit_spec(self, spec: JobSpec) -> BatchProcess:
+        """Since Slurm 22.05 ``srun`` no longer inherits ``--cpus-per-task``: the job's
+        script exports ``SRUN_CPUS_PER_TASK`` (the caller's own value wins)."""
+        if spec.tasks and spec.cpus and not (spec.gpus and spec.extra.get("cpus_per_gpu")):
+            variables = (("SRUN_CPUS_PER_TASK", str(cpus_per_task(spec))), *spec.variables)
+            spec = attrs.evolve(spec, variables=variables)
+        return super().submit_spec(spec)
 
     def parse_jobid(self, stdout: str) -> str:
         for line in reversed(stdout.splitlines()):
