@@ -34,6 +34,8 @@ _EXPORTS = {
     "LauncherNotFoundError": "errors",
     "SubmitError": "errors",
     "SchedulerError": "errors",
+    "JobNotFoundError": "errors",
+    "JobRef": "jobref",
 }
 
 __all__ = [
@@ -45,6 +47,8 @@ __all__ = [
     "HPCLauncher",
     "HPCProcess",
     "InvalidJobError",
+    "JobNotFoundError",
+    "JobRef",
     "JobSpec",
     "JobState",
     "LauncherNotFoundError",
@@ -71,12 +75,14 @@ if TYPE_CHECKING:
         ConfigError,
         HPCConnectError,
         InvalidJobError,
+        JobNotFoundError,
         LauncherNotFoundError,
         SchedulerError,
         SubmitError,
         UnknownBackendError,
     )
     from .job import JobSpec
+    from .jobref import JobRef
     from .launcher import HPCLauncher
     from .plugins import hookimpl, hookspec
     from .process import HPCProcess, JobState

@@ -29,3 +29,7 @@ class SubmitError(HPCConnectError, RuntimeError):
 
 class SchedulerError(HPCConnectError, RuntimeError):
     """A scheduler command kept failing after its retries."""
+
+
+class JobNotFoundError(HPCConnectError, LookupError):
+    """``attach``: the scheduler has no record of the job and it left no exit status."""

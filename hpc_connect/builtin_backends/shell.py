@@ -23,6 +23,7 @@ from ..backend import HPCBackend
 from ..job import JobSpec
 from ..process import HPCProcess, JobState, signal_reason
 from ..script import JobFiles, write_script
+from . import shell_attach
 
 
 def session_members(sid: int) -> list[int]:
@@ -128,7 +129,24 @@ class ShellBackend(HPCBackend):
                     err.close()  # type: ignore[union-attr]
         return ShellProcess(self, spec, popen, files)
 
+    def site(self) -> str:
+        return shell_attach.host()
+
+    def job_ref(self, process: HPCProcess) -> str:
+        return shell_attach.job_ref(self, process)
+
+    def attach(self, jobid: str) -> HPCProcess:
+        process = shell_attach.attach(self, jobid)
+        self._track([process])
+        return process
+
+    def jobs_named(self, prefix: str) -> list[HPCProcess]:
+        return shell_attach.jobs_named(self, prefix)
+
     def refresh(self, process: HPCProcess) -> None:
+        if isinstance(process, shell_attach.AttachedShellProcess):
+            process.settle()
+            return
         assert isinstance(process, ShellProcess)
         rc = process.popen.poll()
         elapsed = time.monotonic() - process.started_at
@@ -149,6 +167,7 @@ class ShellBackend(HPCBackend):
             process.set_state(JobState.FAILED, rc, signal_reason(rc))
 
     def cancel_many(self, processes: Iterable[HPCProcess]) -> None:
+        processes = list(processes)
         live = [p for p in processes if isinstance(p, ShellProcess) and not p.done]
         for process in live:
             with contextlib.suppress(ProcessLookupError):
@@ -157,6 +176,11 @@ class ShellBackend(HPCBackend):
             kill_session(process.popen.pid, self.cancel_grace)
             rc = process.popen.wait()
             process.set_state(JobState.CANCELLED, rc, "cancelled by user")
+        for attached in processes:
+            if isinstance(attached, shell_attach.AttachedShellProcess) and not attached.done:
+                if attached.alive():  # never signal a later process that reuses the pid
+                    kill_session(attached.pid, self.cancel_grace)
+                attached.set_state(JobState.CANCELLED, -15, "cancelled by user")
 
 
 def _safe(name: str) -> str:
