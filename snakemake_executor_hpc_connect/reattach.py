@@ -17,7 +17,8 @@ What happens then is the core's ``backend.attach``:
   exit-status file or the scheduler gives success, or the failure and its reason);
 - gone without a trace (``JobNotFoundError``): submitted again, once.
 
-Each Snakemake job is looked up once per run, so ``--retries`` resubmits a failed one.
+Each Snakemake job is looked up once per run, so ``--retries`` resubmits a failed one;
+with ``--rerun-incomplete`` nothing is looked up.
 A reference from another backend or cluster is never attached: the job is submitted.
 """
 
@@ -71,8 +72,8 @@ class Reattach:
 
     def process_for(self, job: JobExecutorInterface) -> HPCProcess | None:
         """The re-attached process of ``job``'s earlier submission; None: submit it."""
-        if job.jobid in self.tried:  # a retry: submit anew
-            return None
+        if job.jobid in self.tried or self.workflow.dag_settings.force_incomplete:
+            return None  # a retry, or --rerun-incomplete: submit anew
         self.tried.add(job.jobid)
         try:
             text = self.earlier_ref(job)
