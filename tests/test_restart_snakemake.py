@@ -229,3 +229,31 @@ def test_forgotten_job_is_resubmitted_once(
     if backend == "slurm":
         assert flaky.calls("sbatch") == 1
         assert not active_jobs_under(workdir)
+
+
+# ---- a stale record never answers for a forced rerun ---------------------------------------
+@pytest.mark.slow
+def test_forced_rerun_is_not_answered_from_an_old_record(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Snakemake killed, its job then completes (its output exists): the rerun has nothing
+    to do and the job's old record stays. A later ``--forceall`` runs the job again instead
+    of taking the old job's success for it."""
+    sleep = f"sleep 3.{uuid.uuid4().int % 10**6:06d}"
+    workdir, args = setup(tmp_path, "shell", request, FORGOT.format(marker=sleep))
+    proc = start(workdir, *args)
+    try:
+        assert wait_until(lambda: ran(workdir) or proc.poll() is not None, timeout=180)
+        assert proc.poll() is None, (workdir / "first.err").read_text()[-3000:]
+    finally:
+        kill(proc)
+    assert wait_until(lambda: (workdir / "g.out").exists() and not processes_with(sleep),
+                      timeout=120)
+    nothing = rerun(workdir, *args)
+    assert nothing.returncode == 0 and "Nothing to be done" in nothing.stderr, nothing.stderr
+    assert len(list((workdir / RECORDS).iterdir())) == 1  # the old job's record is left
+    forced = rerun(workdir, *args, "--forceall")
+    assert forced.returncode == 0, forced.stderr[-4000:]
+    assert "re-attached" not in forced.stderr
+    assert ran(workdir) == ["run", "run"]
+    assert not list((workdir / RECORDS).iterdir())
