@@ -100,7 +100,7 @@ def attach(backend: ShellBackend, jobid: str) -> AttachedShellProcess:
                               "(pids are reused); give the reference from backend.job_ref")
     process = AttachedShellProcess(backend, ref.spec(), ref, ref.files())
     if process.alive():
-        process.state = JobState.RUNNING
+        process.set_state(JobState.RUNNING)
         return process
     if process.files.read_exitcode() is None:
         raise JobNotFoundError(f"shell job {ref.jobid} on {ref.site}: the process is gone and "
@@ -133,7 +133,7 @@ def jobs_named(backend: ShellBackend, prefix: str) -> list[HPCProcess]:
         ref = JobRef(backend.name, host(), str(pid), token, script)
         process = AttachedShellProcess(backend, JobSpec.from_submit(name, [":"]), ref,
                                        ref.files())
-        process.state = JobState.RUNNING
+        process.set_state(JobState.RUNNING)
         found.append(process)
     return found
 
