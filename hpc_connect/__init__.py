@@ -41,6 +41,8 @@ _EXPORTS = {
     "SubmitError": "errors",
     "SchedulerError": "errors",
     "Usage": "usage",
+    "JobNotFoundError": "errors",
+    "JobRef": "jobref",
 }
 
 __all__ = [
@@ -52,6 +54,8 @@ __all__ = [
     "HPCLauncher",
     "HPCProcess",
     "InvalidJobError",
+    "JobNotFoundError",
+    "JobRef",
     "JobSpec",
     "JobState",
     "LauncherNotFoundError",
@@ -85,6 +89,7 @@ if TYPE_CHECKING:
         ConfigError,
         HPCConnectError,
         InvalidJobError,
+        JobNotFoundError,
         LauncherNotFoundError,
         PluginError,
         SchedulerError,
@@ -93,6 +98,7 @@ if TYPE_CHECKING:
     )
     from .group import ProcessGroup
     from .job import JobSpec
+    from .jobref import JobRef
     from .launcher import HPCLauncher
     from .plugins import hookimpl, hookspec
     from .process import HPCProcess, JobState

@@ -193,6 +193,37 @@ class HPCBackend(abc.ABC):
                 with contextlib.suppress(AttributeError):  # a process with __slots__
                     process.__dict__["_cancelled"] = True
 
+    # Restart safety: references that outlive this process (see jobref.py).
+    def site(self) -> str:
+        """Where this backend's job ids are meaningful (a cluster or host name; '' if
+        they are global)."""
+        return ""
+
+    def job_ref(self, process: HPCProcess) -> str:
+        """The full reference to ``process`` that ``attach`` takes back, in another process."""
+        from .jobref import JobRef
+
+        files = getattr(process, "files", None)
+        return str(JobRef(self.name, self.site(), process.jobid,
+                          script=getattr(files, "script", None),
+                          output=getattr(files, "output", None)))
+
+    def attach(self, jobid: str) -> HPCProcess:
+        """The process of a job submitted earlier, by this or another process, from its
+        ``job_ref`` (or a bare job id). Raises ``JobNotFoundError`` if the job left no
+        trace, ``HPCConnectError`` if the reference is not this backend's."""
+        from .errors import HPCConnectError
+
+        raise HPCConnectError(f"backend {self.name!r} cannot re-attach to job {jobid!r} "
+                              "submitted by another process")
+
+    def jobs_named(self, prefix: str) -> list[HPCProcess]:
+        """Attached processes of this user's queued or running jobs whose name starts with
+        ``prefix`` (for ``hpc-connect cancel --run``)."""
+        from .errors import HPCConnectError
+
+        raise HPCConnectError(f"backend {self.name!r} cannot list jobs by name")
+
     def run_dir(self) -> Path:
         """The folder for this backend's scripts and logs when the caller names none."""
         return (self.workdir or Path.cwd()) / ".hpc_connect"

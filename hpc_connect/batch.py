@@ -18,13 +18,15 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
 
 from .backend import HPCBackend
-from .errors import SchedulerError, SubmitError
+from .errors import JobNotFoundError, SchedulerError, SubmitError
 from .job import JobSpec
+from .jobref import resolve
 from .private import current_umask
 from .process import HPCProcess, JobState, signal_reason
 from .script import JobFiles, write_script
@@ -127,6 +129,11 @@ class BatchBackend(ScriptBackend):
         """
         return None
 
+    def job_script(self, jobid: str) -> Path | None:
+        """The script of job ``jobid`` as the scheduler reports it (used by ``attach`` for
+        bare ids; None: unknown)."""
+        return None
+
     def submit_env(self) -> Mapping[str, str] | None:
         """The environment for the submit command (None: inherit)."""
         return None
@@ -222,6 +229,18 @@ class BatchBackend(ScriptBackend):
             log.warning("%s failed for job %r (%s); retrying", argv[0], spec.name, message)
         raise SubmitError(f"{self.name}: {argv[0]} kept failing for job {spec.name!r} "
                           f"({self.retries + 1} attempts): {message}")
+
+    def attach(self, jobid: str) -> BatchProcess:
+        """One status query for an earlier job; its exit-status file if the queue forgot it."""
+        ref = resolve(jobid, self.name, self.site())
+        script = None if ref.script else self.job_script(ref.jobid)
+        process = BatchProcess(self, ref.spec(), ref.jobid, ref.files(script))
+        self.poll_many([process])
+        if not process.done and process.misses:
+            raise JobNotFoundError(f"{self.name} job {ref.jobid}: the scheduler has no record "
+                                   f"of it and it left no exit status ({process.files.exitcode})")
+        self._track([process])
+        return process
 
     def poll_many(self, processes: Iterable[HPCProcess]) -> None:
         live = [p for p in processes if isinstance(p, BatchProcess) and not p.done]

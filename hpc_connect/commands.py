@@ -1,4 +1,4 @@
-"""``hpc-connect info`` and ``hpc-connect submit``."""
+"""``hpc-connect info``, ``hpc-connect submit`` and ``hpc-connect cancel``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
+from . import cancel_run
 from .config import load_config
 from .plugins import backend_classes, display_name, launcher_classes
 from .registry import get_backend
@@ -29,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--submit-flags", default="", help="extra scheduler flags, shell-quoted")
     submit.add_argument("--wait", action="store_true", help="wait and exit with the job's status")
     submit.add_argument("commands", nargs="+", help="shell command line(s), run in order")
+    cancel_run.add_parser(sub)
     return parser
 
 
@@ -54,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "info":
         return _info(args.config_file)
+    if args.command == "cancel":
+        return cancel_run.main(args)
     backend = get_backend(args.backend, config_file=args.config_file)
     process = backend.submit(
         args.name, args.commands, qtime=args.qtime, submit_flags=shlex.split(args.submit_flags),

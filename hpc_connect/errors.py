@@ -34,3 +34,7 @@ class SchedulerError(HPCConnectError, RuntimeError):
 class PluginError(HPCConnectError, TypeError):
     """A plugin's backend or launcher breaks the contract (names the entry point and
     distribution)."""
+
+
+class JobNotFoundError(HPCConnectError, LookupError):
+    """``attach``: the scheduler has no record of the job and it left no exit status."""

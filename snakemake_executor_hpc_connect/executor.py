@@ -29,6 +29,7 @@ from hpc_connect.private import private_dir
 
 from .logs import delete_older_than, log_path, safe
 from .mpi import add_rule_defaults, mpi_default, user_default_resources
+from .reattach import Reattach
 from .report import EfficiencyReport, job_row, report_path
 from .resources import PLACEMENT_RESOURCES, submit_kwargs
 from .settings import DEFAULT_LOGDIR, ExecutorSettings
@@ -81,6 +82,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         self.status_failures = 0
         self.live: dict[int, HPCProcess] = {}  # every submitted, unfinished job
         self.live_lock = threading.Lock()
+        self.reattach = Reattach(self.backend, self.workflow, self.logger)
         self.sigterm_chained = False
         self.logger.info(
             f"hpc-connect: backend {self.backend.name}, run {self.run_id}, "
@@ -122,21 +124,23 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         log = log_path(self.logdir, rule=job.name, wildcards=wildcards, jobid=job.jobid,
                        attempt=job.attempt, group=job.is_group())
         name = f"smk-{self.run_id}-{safe(job.name, 60)}-{job.jobid}"
+        earlier = self.reattach.process_for(job)  # an earlier run's job (reattach.py)
         try:
             private_dir(log.parent, self.logroot)  # 0700; the Slurm/shell logs are 0600
             self.job_cpus = kwargs.get("cpus")
-            process = self.backend.submit(
+            process = earlier or self.backend.submit(
                 name, [self.format_job_exec(job)], scriptname=Path(self.tmpdir) / f"{name}.sh",
                 output=log, variables=variables, workdir=self.workflow.workdir_init, **kwargs)
         except (HPCConnectError, OSError) as exc:
             self.report_job_error(info, msg=f"hpc-connect: {what}: {exc}. ")
             return
+        log = self.reattach.log(process, log)
         with self.live_lock:
             self.live[id(process)] = process
-        info.external_jobid = process.jobid
+        info.external_jobid = self.reattach.remember(job, process, self.backend.job_ref(process))
         info.aux = {"process": process, "log": log, "kwargs": kwargs, "wildcards": wildcards}
         self.logger.info(f"hpc-connect: job {job.jobid} is {self.backend.name} job "
-                         f"{process.jobid} ({name}); log: {log}")
+                         f"{process.jobid} ({process.name}); log: {log}")
         self.report_job_submission(info)
 
     @property
@@ -186,6 +190,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
                 continue
             with self.live_lock:
                 self.live.pop(id(process), None)
+            self.reattach.forget(process)
             log: Path = info.aux["log"]
             self.record(info, process)
             if process.state is JobState.COMPLETED:
@@ -269,6 +274,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         self.logger.info(f"hpc-connect: cancelling {len(live)} {self.backend.name} job(s)")
         try:
             self.backend.cancel_many(live)
+            self.reattach.forget(*live)
         except Exception as exc:
             ids = " ".join(p.jobid for p in live)
             self.logger.error(f"hpc-connect: cancelling jobs {ids} failed: {exc}")

@@ -26,6 +26,7 @@ from ..process import HPCProcess, JobState, signal_reason
 from ..script import JobFiles, write_script
 from ..script_backend import ScriptBackend
 from ..usage import Usage
+from . import shell_attach
 
 
 def session_members(sid: int) -> list[int]:
@@ -143,7 +144,24 @@ class ShellBackend(ScriptBackend):
                 os.close(err)
         return ShellProcess(self, spec, popen, files)
 
+    def site(self) -> str:
+        return shell_attach.host()
+
+    def job_ref(self, process: HPCProcess) -> str:
+        return shell_attach.job_ref(self, process)
+
+    def attach(self, jobid: str) -> HPCProcess:
+        process = shell_attach.attach(self, jobid)
+        self._track([process])
+        return process
+
+    def jobs_named(self, prefix: str) -> list[HPCProcess]:
+        return shell_attach.jobs_named(self, prefix)
+
     def refresh(self, process: HPCProcess) -> None:
+        if isinstance(process, shell_attach.AttachedShellProcess):
+            process.settle()
+            return
         assert isinstance(process, ShellProcess)
         rc = process.popen.poll()
         elapsed = time.monotonic() - process.started_at
@@ -164,6 +182,7 @@ class ShellBackend(ScriptBackend):
             process.set_state(JobState.FAILED, rc, signal_reason(rc))
 
     def cancel_many(self, processes: Iterable[HPCProcess]) -> None:
+        processes = list(processes)
         live = [p for p in processes if isinstance(p, ShellProcess) and not p.done]
         for process in live:
             with contextlib.suppress(ProcessLookupError):
@@ -171,6 +190,11 @@ class ShellBackend(ScriptBackend):
         for process in live:
             kill_session(process.popen.pid, self.cancel_grace)
             process.set_state(JobState.CANCELLED, _reap(process.popen), "cancelled by user")
+        for attached in processes:
+            if isinstance(attached, shell_attach.AttachedShellProcess) and not attached.done:
+                if attached.alive():  # never signal a later process that reuses the pid
+                    kill_session(attached.pid, self.cancel_grace)
+                attached.set_state(JobState.CANCELLED, -15, "cancelled by user")
 
 
 def _reap(popen: subprocess.Popen[bytes]) -> int:

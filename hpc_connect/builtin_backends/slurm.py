@@ -45,7 +45,8 @@ from ..batch import BatchBackend, BatchProcess, SchedulerStatus
 from ..errors import SchedulerError, SubmitError
 from ..flagcheck import reject_repeated
 from ..job import PLACEMENT, JobSpec
-from ..process import JobState, signal_reason
+from ..jobref import JobRef
+from ..process import HPCProcess, JobState, signal_reason
 from ..script import JobFiles
 
 log = logging.getLogger("hpc_connect")
@@ -144,6 +145,7 @@ class SlurmBackend(BatchBackend):
         self.accounting = accounting
         self._failed: dict[str, SchedulerStatus] = {}  # FAILED-like, awaiting details
         self._sinfo: tuple[int, int, int] | None = None
+        self._cluster: str | None = None
 
     # ---- script and submission ----------------------------------------------------------
     def options(self, spec: JobSpec, files: JobFiles) -> list[tuple[str, str]]:
@@ -282,6 +284,39 @@ class SlurmBackend(BatchBackend):
             return {}
         return parse_scontrol(result.stdout, jobids)
 
+    # ---- restart safety -----------------------------------------------------------------
+    def site(self) -> str:
+        """The ClusterName: from the config file, else one ``scontrol show config``."""
+        if self._cluster is None:
+            self._cluster = cluster_name(os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf"))
+            if self._cluster is None:
+                result = self.run(["scontrol", "show", "config"], retries=1)
+                match = re.search(r"^ClusterName\s*=\s*(\S+)", result.stdout, re.MULTILINE)
+                self._cluster = match.group(1) if match and result.returncode == 0 else ""
+        return self._cluster
+
+    def job_script(self, jobid: str) -> Path | None:
+        result = self.run(["squeue", "--noheader", "--states=all", f"--jobs={jobid}",
+                           "--format=%o"], retries=1, ok=self.status_ok)
+        script = result.stdout.strip()
+        return Path(script) if result.returncode == 0 and script.startswith("/") else None
+
+    def jobs_named(self, prefix: str) -> list[HPCProcess]:
+        result = self.run(["squeue", "--me", "--noheader", "--format=%i|%T|%o|%j"], retries=2)
+        if result.returncode != 0:
+            raise SchedulerError(f"slurm: squeue failed: {result.stderr.strip()}")
+        found: list[HPCProcess] = []
+        for line in result.stdout.splitlines():
+            jobid, state, script, name = [*line.strip().split("|", 3), "", "", ""][:4]
+            if name.startswith(prefix) and (state in _PENDING or state in _RUNNING):
+                ref = JobRef(self.name, self.site(), jobid,
+                             script=Path(script) if script.startswith("/") else None)
+                process = BatchProcess(self, JobSpec.from_submit(name, [":"]), jobid,
+                                       ref.files())
+                process.set_state(JobState.PENDING if state in _PENDING else JobState.RUNNING)
+                found.append(process)
+        return found
+
     # ---- cancel ---------------------------------------------------------------------------
     def cancel_argv(self, jobids: Sequence[str]) -> list[str]:
         return ["scancel", *jobids]
@@ -307,6 +342,16 @@ class SlurmBackend(BatchBackend):
                 raise SchedulerError(f"slurm: sinfo failed: {result.stderr.strip()}")
             self._sinfo = parse_sinfo(result.stdout)
         return self._sinfo
+
+
+def cluster_name(conf: str) -> str | None:
+    """``ClusterName`` from a slurm.conf (None: no such file or line)."""
+    try:
+        text = Path(conf).read_text()
+    except OSError:
+        return None
+    match = re.search(r"^\s*ClusterName\s*=\s*(\S+)", text, re.MULTILINE | re.IGNORECASE)
+    return match.group(1) if match else None
 
 
 def _env_int(name: str) -> int | None:
