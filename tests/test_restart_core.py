@@ -12,15 +12,14 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import processes_with, wait_until
 
 from hpc_connect import HPCBackend, HPCProcess, JobRef, JobState, get_backend
 from hpc_connect.errors import HPCConnectError, JobNotFoundError
-from hpc_connect.job import JobSpec
 
 BIN = Path(sys.executable).parent
 
@@ -61,11 +60,12 @@ def test_backend_without_attach_says_so() -> None:
     class Seed(HPCBackend):
         name = "seed"
 
-        def submit_spec(self, spec: JobSpec) -> HPCProcess:
-            raise NotImplementedError
+        @staticmethod
+        def matches(name: str | None) -> bool:
+            return name == "seed"
 
-        def cancel_many(self, processes: Iterable[HPCProcess]) -> None:
-            pass
+        def submit(self, name: str, args: list[str], **kwargs: Any) -> HPCProcess:
+            raise NotImplementedError
 
     with pytest.raises(HPCConnectError, match="backend 'seed' cannot re-attach to job '42'"):
         Seed().attach("42")
@@ -82,7 +82,8 @@ def test_shell_attach_running_finished_and_recycled_pid(tmp_path: Path) -> None:
     refs = submit_elsewhere("shell", tmp_path, {"short": f"{sleep}; exit 3", "long": long})
     backend = get_backend("shell")
     process = backend.attach(refs[0])
-    assert process.state is JobState.RUNNING and processes_with(sleep)
+    assert process.state is JobState.RUNNING
+    assert wait_until(lambda: processes_with(sleep), timeout=30)  # the job is starting up
     assert process.wait(timeout=60) == 3
     assert process.state is JobState.FAILED and process.reason == "exit code 3"
     again = backend.attach(refs[0])  # finished: known from its exit-status file
