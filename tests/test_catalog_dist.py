@@ -38,7 +38,10 @@ def test_pinned_to_this_version() -> None:
 def test_built_and_installed_in_a_fresh_venv(tmp_path: Path) -> None:
     source = tmp_path / "src"
     shutil.copytree(DIST, source)  # the build's by-products stay out of the repository
-    check([sys.executable, "-m", "build", "--outdir", str(tmp_path / "dist"), str(source)])
+    # cwd: `python -m` puts the working folder first on sys.path, where a build/ folder
+    # (left by `pip install .` in the repository) would shadow the build package
+    check([sys.executable, "-m", "build", "--outdir", str(tmp_path / "dist"), str(source)],
+          cwd=tmp_path)
     wheel = next((tmp_path / "dist").glob("snakemake_executor_plugin_hpc_connect-*.whl"))
     assert next((tmp_path / "dist").glob("snakemake_executor_plugin_hpc_connect-*.tar.gz"))
 
@@ -49,7 +52,8 @@ def test_built_and_installed_in_a_fresh_venv(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"  # hpc-connect is not on an index: serve it from here
     check([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels),
            str(ROOT)])
-    check([*pip, "--find-links", str(wheels), str(wheel)])
+    check([*pip, "--find-links", str(wheels), "-c", str(ROOT / ".ci" / "constraints.txt"),
+           str(wheel)])
     shown = check([str(env / "bin" / "python"), "-m", "pip", "show",
                    "snakemake-executor-plugin-hpc-connect"]).stdout
     assert "Requires: hpc-connect" in shown
