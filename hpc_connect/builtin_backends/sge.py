@@ -1,0 +1,319 @@
+"""The ``sge`` backend: Grid Engine (SGE, Son of Grid Engine, Univa/Altair GE).
+
+Submission: ``qsub -terse -S /bin/bash -notify`` (the shebang is ignored by default;
+``-notify`` sends SIGUSR2 a few seconds before a ``qdel``'s SIGKILL, so the script can
+end its own children). CPUs go through a parallel environment (``pe``, default: ``smp``
+if ``qconf -spl`` lists it, else the first listed, else ``smp``): ``-pe PE max(cpus,
+tasks)``. ``qtime`` → ``-l h_rt``. Memory and GPUs need a site's resource names:
+``memory_resource`` (e.g. ``h_vmem``, ``mem_free``; off by default) gets ``memory_mb``
+divided by the slots (Grid Engine multiplies consumables by slots); ``gpu_resource``
+(default ``gpu``) gets the job's GPU count. Paths get a leading ``:`` (empty host), so
+a ``:`` in them is literal; Grid Engine still expands ``$JOB_ID``-style names in them.
+
+Names: ``-N`` refuses ``/ : @ * \\``, spaces, non-ASCII and a leading digit (and a
+refused submission still uses up a job id), so the name is made safe; the script's
+comment and ``process.name`` keep the caller's.
+
+Environment: with ``export_env`` (default) the job gets ``-V``, but the job's login
+shell resets ``PATH`` and Grid Engine never passes ``LD_LIBRARY_PATH``, ``TMPDIR`` and
+other loader variables: the script sets those itself, from the submitter's values.
+
+Status: ONE ``qstat -xml -u '*'`` per cycle. ``Eqw`` (the job cannot start, or exited
+100) and a requeue after ``exit 99`` are final failures with ``qstat -j``'s error
+reason, and the job is deleted so it never waits forever. Jobs that left the queue
+are finished by the script's exit-status file; those without one (killed, timed out,
+deleted) by one ``qacct`` call for all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import shlex
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import attrs
+
+from ..batch import BatchBackend, BatchProcess, SchedulerStatus
+from ..errors import SchedulerError, SubmitError
+from ..job import JobSpec
+from ..process import JobState, signal_reason
+from ..script import JobFiles
+from ._common import Option, hms, last_line
+
+log = logging.getLogger("hpc_connect")
+
+#: variables Grid Engine never hands to the job (login shell, glibc secure-exec filter)
+DROPPED = ("PATH", "LD_LIBRARY_PATH", "LD_PRELOAD", "TMPDIR", "NLSPATH", "TZDIR",
+           "HOSTALIASES", "LOCALDOMAIN")
+_UNKNOWN = r"do(es)? not exist"
+_JOBID = re.compile(r"(\d+)(?:\.\S*)?")
+_PLAIN = re.compile(r"[A-Za-z0-9_./:=,+-]+")
+
+
+def safe_name(name: str) -> str:
+    """A ``-N`` name Grid Engine accepts: ASCII letters, digits, ``._-``, not a digit first."""
+    text = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    return (text if text[:1].isalpha() or text[:1] == "_" else "j" + text)[:200]
+
+
+def parse_qstat_xml(stdout: str) -> dict[str, str]:
+    """``qstat -xml`` → job id → state letters (``r``, ``qw``, ``Eqw``, ``Rq``, ...)."""
+    if not stdout.strip():
+        return {}
+    root = ET.fromstring(stdout)
+    return {job.findtext("JB_job_number", "").strip(): job.findtext("state", "").strip()
+            for job in root.iter("job_list")}
+
+
+def parse_qstat_j(stdout: str) -> dict[str, dict[str, str]]:
+    """``qstat -j`` text → job id → fields (``script_file``, ``error reason``, ...)."""
+    jobs: dict[str, dict[str, str]] = {}
+    current: dict[str, str] = {}
+    for line in stdout.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep or line.startswith((" ", "\t")) or line.startswith("="):
+            continue
+        key = re.sub(r"\s+\d+$", "", key.strip())  # "error reason    1" → "error reason"
+        if key == "job_number":
+            current = jobs.setdefault(value.strip(), {})
+        current.setdefault(key, value.strip())
+    return jobs
+
+
+def parse_qacct(stdout: str) -> dict[str, dict[str, str]]:
+    """``qacct -j`` records → job id → fields (the last record of an id wins)."""
+    records: dict[str, dict[str, str]] = {}
+    current: dict[str, str] = {}
+    for line in stdout.splitlines():
+        if line.startswith("====="):
+            current = {}
+            continue
+        key, _, value = line.strip().partition(" ")
+        if not key:
+            continue
+        current[key] = value.strip()
+        if key == "jobnumber":
+            records[value.strip()] = current
+    return records
+
+
+def accounting_status(record: dict[str, str]) -> SchedulerStatus:
+    """A final status from one ``qacct`` record (``failed`` and ``exit_status``)."""
+    failed = record.get("failed", "0").strip()
+    code_text = record.get("exit_status", "0").split()[0]
+    code = int(code_text) if code_text.lstrip("-").isdigit() else 1
+    number = failed.split()[0] if failed else "0"
+    if number == "37" or "h_rt" in failed:
+        return SchedulerStatus(JobState.TIMED_OUT, None,
+                               f"Grid Engine: time limit reached (failed {failed})")
+    if number == "0":
+        if code == 0:
+            return SchedulerStatus(JobState.COMPLETED, 0)
+        return SchedulerStatus(JobState.FAILED, code, signal_reason(code))
+    if code > 128 and code - 128 in (9, 12, 15):  # KILL, USR2 (notify), TERM: a qdel
+        return SchedulerStatus(JobState.CANCELLED, -(code - 128),
+                               f"Grid Engine: job deleted (qdel?): {signal_reason(code)}")
+    if code > 128:
+        return SchedulerStatus(JobState.FAILED, -(code - 128),
+                               f"{signal_reason(-(code - 128))} (Grid Engine failed {failed})")
+    return SchedulerStatus(JobState.FAILED, code or None, f"Grid Engine: failed {failed}")
+
+
+class SGEBackend(BatchBackend):
+    """Jobs run by Grid Engine (``qsub``/``qstat``/``qdel``/``qacct``)."""
+
+    name: ClassVar[str] = "sge"
+    aliases: ClassVar[tuple[str, ...]] = ("gridengine", "uge")
+    launcher: ClassVar[str] = "mpi"
+    submit_program: ClassVar[str] = "qsub"
+    transient_errors: ClassVar[tuple[str, ...]] = (
+        *BatchBackend.transient_errors, r"unable to send message to qmaster",
+        r"commlib error", r"can't unpack", r"failed receiving gdi request",
+        r"qmaster .*(not|unreachable|down)",
+    )
+
+    def __init__(self, *, pe: str | None = None, memory_resource: str | None = None,
+                 gpu_resource: str = "gpu", export_env: bool = True, notify: bool = True,
+                 **options: Any) -> None:
+        super().__init__(**options)
+        self.pe = pe
+        self.memory_resource = memory_resource
+        self.gpu_resource = gpu_resource
+        self.export_env = bool(export_env)
+        self.notify = bool(notify)
+        self._since = time.time()  # qacct -b: only records of jobs started since then
+
+    # ---- script and submission ----------------------------------------------------------
+    def parallel_environment(self) -> str:
+        """The configured PE, else ``smp`` or the first of ``qconf -spl`` (asked once)."""
+        if self.pe is None:
+            result = self.run(["qconf", "-spl"], retries=1)
+            names = result.stdout.split() if result.returncode == 0 else []
+            self.pe = "smp" if "smp" in names or not names else names[0]
+        return self.pe
+
+    def options(self, spec: JobSpec, files: JobFiles) -> list[Option]:
+        workdir = (spec.workdir or self.workdir or os.getcwd())
+        opts: list[Option] = [("-N", safe_name(spec.name)), ("-S", "/bin/bash"),
+                              ("-wd", os.path.abspath(workdir)), ("-o", f":{files.output}")]
+        opts += [("-j", "y")] if files.merged else [("-j", "n"), ("-e", f":{files.error}")]
+        slots = max(spec.cpus or 1, spec.tasks or 1)
+        if slots > 1:
+            opts += [("-pe", f"{self.parallel_environment()} {slots}")]
+        if spec.qtime is not None:
+            opts.append(("-l", f"h_rt={hms(spec.qtime)}"))
+        if spec.memory_mb and self.memory_resource:
+            opts.append(("-l", f"{self.memory_resource}={math.ceil(spec.memory_mb / slots)}M"))
+        if spec.gpus:
+            opts.append(("-l", f"{self.gpu_resource}={spec.gpus}"))
+        if self.notify:
+            opts.append(("-notify", None))
+        if self.export_env:
+            opts.append(("-V", None))
+        return opts
+
+    def directives(self, spec: JobSpec, files: JobFiles) -> list[str]:
+        """``#$`` lines for plain values; others (spaces, quotes) only as a comment, since
+        Grid Engine's directive parser has no quoting: the command line carries them."""
+        lines = []
+        for flag, value in self.options(spec, files):
+            if value is None or flag == "-pe" or _PLAIN.fullmatch(value):
+                lines.append(f"#$ {flag}" + ("" if value is None else f" {value}"))
+            else:
+                lines.append(f"# (on the qsub command line: {flag} {shlex.quote(value)})")
+        return lines
+
+    def submit_argv(self, spec: JobSpec, files: JobFiles) -> list[str]:
+        argv = ["qsub", "-terse"]
+        for flag, value in self.options(spec, files):
+            argv += [flag] if value is None else [flag, *value.split(" ")] if flag == "-pe" \
+                else [flag, value]
+        return [*argv, *spec.submit_flags, str(files.script)]
+
+    def submit_spec(self, spec: JobSpec) -> BatchProcess:
+        """Submit, with the variables Grid Engine drops set by the script itself."""
+        if self.export_env:
+            own = {key for key, _ in spec.variables}
+            carried = tuple((key, os.environ[key]) for key in DROPPED
+                            if key in os.environ and key not in own)
+            spec = attrs.evolve(spec, variables=(*carried, *spec.variables))
+        return super().submit_spec(spec)
+
+    def parse_jobid(self, stdout: str) -> str:
+        match = _JOBID.fullmatch(last_line(stdout))
+        if not match:
+            raise SubmitError(f"sge: no job id in qsub -terse output {stdout.strip()!r}")
+        return match.group(1)
+
+    def find_submitted(self, files: JobFiles) -> str | None:
+        name = self._submitted_name(files)
+        result = self.run(["qstat", "-j", name], retries=2,
+                          ok=lambda r: r.returncode == 0 or "do not exist" in r.stderr)
+        if result.returncode != 0 and "do not exist" not in result.stderr:
+            raise SchedulerError(f"qstat -j failed: {(result.stderr or result.stdout).strip()}")
+        found = [jobid for jobid, job in parse_qstat_j(result.stdout).items()
+                 if job.get("script_file") == str(files.script)]
+        if not found and files.read_exitcode() is not None:
+            # it ran and left already: the newest accounting record of that name
+            acct = self.run(["qacct", "-j", name, "-b", time.strftime(
+                "%Y%m%d%H%M.%S", time.localtime(self._since - 60))], retries=1)
+            found = list(parse_qacct(acct.stdout))
+        return max(found, key=int) if found else None
+
+    def _submitted_name(self, files: JobFiles) -> str:
+        for line in files.script.read_text().splitlines():
+            if line.startswith("#$ -N "):
+                return line.split(" ", 2)[2].strip("'")
+        return files.script.stem
+
+    # ---- status -------------------------------------------------------------------------
+    def status_argv(self, jobids: Sequence[str]) -> list[str]:
+        return ["qstat", "-xml", "-u", "*"]
+
+    def parse_status(self, stdout: str) -> dict[str, SchedulerStatus]:
+        statuses: dict[str, SchedulerStatus] = {}
+        stuck: list[str] = []
+        for jobid, state in parse_qstat_xml(stdout).items():
+            if "E" in state:
+                stuck.append(jobid)
+            elif "R" in state and self._requeued(jobid):
+                stuck.append(jobid)
+            elif any(c in state for c in "rtsSTd"):
+                statuses[jobid] = SchedulerStatus(JobState.RUNNING)
+            else:
+                statuses[jobid] = SchedulerStatus(JobState.PENDING)
+        if stuck:
+            statuses.update(self._fail_stuck(stuck))
+        return statuses
+
+    def _requeued(self, jobid: str) -> bool:
+        """A rescheduled job whose script exited 99 (Grid Engine reruns it forever)."""
+        process = self._process(jobid)
+        return process is not None and process.files.read_exitcode() == 99
+
+    def _process(self, jobid: str) -> BatchProcess | None:
+        for process in self._submitted:
+            if process.jobid == jobid and isinstance(process, BatchProcess):
+                return process
+        return None
+
+    def _fail_stuck(self, jobids: list[str]) -> dict[str, SchedulerStatus]:
+        """Jobs in Eqw or requeued after ``exit 99``: failed with the reason, and deleted."""
+        ours = [j for j in jobids if self._process(j) is not None]
+        if not ours:
+            return {}
+        detail = self.run(["qstat", "-j", ",".join(ours)], retries=1)
+        jobs = parse_qstat_j(detail.stdout)
+        self.run(self.cancel_argv(ours), retries=1, transient_only=True)
+        found = {}
+        for jobid in ours:
+            process = self._process(jobid)
+            rc = process.files.read_exitcode() if process is not None else None
+            why = jobs.get(jobid, {}).get("error reason", "")
+            why = re.sub(r"^\S+ \S+ \[[^]]*\]: ", "", why)  # drop the date and [uid:pid]
+            if rc == 99:
+                why = "exit code 99: Grid Engine requeues such jobs; deleted"
+            elif rc is not None:
+                why = f"exit code {rc}: Grid Engine put the job in error state; {why}"
+            found[jobid] = SchedulerStatus(
+                JobState.FAILED, rc or 1,
+                f"Grid Engine error state (Eqw), job deleted: {why}" if rc != 99 else why)
+        return found
+
+    def status_ok(self, result: Any) -> bool:
+        if result.returncode != 0:
+            return False
+        try:
+            parse_qstat_xml(result.stdout)
+        except ET.ParseError:
+            return False
+        return True
+
+    def finished_status(self, jobids: Sequence[str]) -> dict[str, SchedulerStatus]:
+        """One ``qacct`` for the jobs that left without a plain exit status."""
+        wanted = []
+        for jobid in jobids:
+            process = self._process(jobid)
+            rc = process.files.read_exitcode() if process is not None else None
+            if rc is None or rc > 128:
+                wanted.append(jobid)
+        if not wanted:
+            return {}
+        since = time.strftime("%Y%m%d%H%M.%S", time.localtime(self._since - 60))
+        argv = ["qacct", "-j", wanted[0]] if len(wanted) == 1 else ["qacct", "-j", "*", "-b",
+                                                                     since]
+        result = self.run(argv, retries=1, ok=lambda r: r.returncode == 0 or
+                          "not found" in r.stderr)
+        records = parse_qacct(result.stdout)
+        return {jobid: accounting_status(records[jobid]) for jobid in wanted
+                if jobid in records}
+
+    # ---- cancel ---------------------------------------------------------------------------
+    def cancel_argv(self, jobids: Sequence[str]) -> list[str]:
+        return ["qdel", *jobids]
