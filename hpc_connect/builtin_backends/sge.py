@@ -1,8 +1,8 @@
 """The ``sge`` backend: Grid Engine (SGE, Son of Grid Engine, Univa/Altair GE).
 
 Submission: ``qsub -terse -S /bin/bash -notify`` (the shebang is ignored by default;
-``-notify`` sends SIGUSR2 a few seconds before a ``qdel``'s SIGKILL, so the script can
-end its own children). CPUs go through a parallel environment (``pe``, default: ``smp``
+``-notify`` sends SIGUSR2 a few seconds before a ``qdel``'s or ``h_rt``'s SIGKILL, so a
+script that traps it can end its own children; one that does not ignores it). CPUs go through a parallel environment (``pe``, default: ``smp``
 if ``qconf -spl`` lists it, else the first listed, else ``smp``): ``-pe PE max(cpus,
 tasks)``. ``qtime`` → ``-l h_rt``. Memory and GPUs need a site's resource names:
 ``memory_resource`` (e.g. ``h_vmem``, ``mem_free``; off by default) gets ``memory_mb``
@@ -187,6 +187,10 @@ class SGEBackend(BatchBackend):
                 lines.append(f"#$ {flag}" + ("" if value is None else f" {value}"))
             else:
                 lines.append(f"# (on the qsub command line: {flag} {shlex.quote(value)})")
+        if self.notify:
+            # -notify's SIGUSR2 would make bash record a bogus status on its way out; the
+            # SIGKILL that follows ends the job, and qacct then tells why.
+            lines.append("trap '' USR2")
         return lines
 
     def submit_argv(self, spec: JobSpec, files: JobFiles) -> list[str]:
