@@ -2,13 +2,14 @@
 
 Submission: ``qsub -terse -S /bin/bash -notify`` (the shebang is ignored by default;
 ``-notify`` sends SIGUSR2 a few seconds before a ``qdel``'s or ``h_rt``'s SIGKILL, so a
-script that traps it can end its own children; one that does not ignores it). CPUs go through a parallel environment (``pe``, default: ``smp``
-if ``qconf -spl`` lists it, else the first listed, else ``smp``): ``-pe PE max(cpus,
-tasks)``. ``qtime`` → ``-l h_rt``. Memory and GPUs need a site's resource names:
-``memory_resource`` (e.g. ``h_vmem``, ``mem_free``; off by default) gets ``memory_mb``
-divided by the slots (Grid Engine multiplies consumables by slots); ``gpu_resource``
-(default ``gpu``) gets the job's GPU count. Paths get a leading ``:`` (empty host), so
-a ``:`` in them is literal; Grid Engine still expands ``$JOB_ID``-style names in them.
+script that traps it can end its own children; one that does not ignores it). CPUs go
+through a parallel environment (``pe``, default: ``smp`` if ``qconf -spl`` lists it,
+else the first listed, else ``smp``): ``-pe PE max(cpus, tasks)``. ``qtime`` →
+``-l h_rt``. Memory and GPUs need a site's resource names: ``memory_resource`` (e.g.
+``h_vmem``, ``mem_free``; off by default) gets ``memory_mb`` divided by the slots (Grid
+Engine multiplies consumables by slots); ``gpu_resource`` (default ``gpu``) gets the
+job's GPU count. Paths get a leading ``:`` (empty host), so a ``:`` in them is literal;
+Grid Engine still expands ``$JOB_ID``-style names in them.
 
 Names: ``-N`` refuses ``/ : @ * \\``, spaces, non-ASCII and a leading digit (and a
 refused submission still uses up a job id), so the name is made safe; the script's
@@ -233,7 +234,7 @@ class SGEBackend(BatchBackend):
     def _submitted_name(self, files: JobFiles) -> str:
         for line in files.script.read_text().splitlines():
             if line.startswith("#$ -N "):
-                return line.split(" ", 2)[2].strip("'")
+                return line.split(" ", 2)[2]  # always plain: safe_name()
         return files.script.stem
 
     # ---- status -------------------------------------------------------------------------
@@ -242,52 +243,46 @@ class SGEBackend(BatchBackend):
 
     def parse_status(self, stdout: str) -> dict[str, SchedulerStatus]:
         statuses: dict[str, SchedulerStatus] = {}
+        ours = self._by_id()
         stuck: list[str] = []
         for jobid, state in parse_qstat_xml(stdout).items():
-            if "E" in state:
-                stuck.append(jobid)
-            elif "R" in state and self._requeued(jobid):
-                stuck.append(jobid)
+            process = ours.get(jobid)
+            if process is not None and ("E" in state or (
+                    "R" in state and process.files.read_exitcode() == 99)):
+                stuck.append(jobid)  # Eqw, or requeued after exit 99: never ends by itself
             elif any(c in state for c in "rtsSTd"):
                 statuses[jobid] = SchedulerStatus(JobState.RUNNING)
             else:
                 statuses[jobid] = SchedulerStatus(JobState.PENDING)
         if stuck:
-            statuses.update(self._fail_stuck(stuck))
+            statuses.update(self._fail_stuck(stuck, ours))
         return statuses
 
-    def _requeued(self, jobid: str) -> bool:
-        """A rescheduled job whose script exited 99 (Grid Engine reruns it forever)."""
-        process = self._process(jobid)
-        return process is not None and process.files.read_exitcode() == 99
+    def _by_id(self) -> dict[str, BatchProcess]:
+        """This backend's live jobs by id (their exit-status files)."""
+        return {p.jobid: p for p in self._submitted if isinstance(p, BatchProcess)}
 
-    def _process(self, jobid: str) -> BatchProcess | None:
-        for process in self._submitted:
-            if process.jobid == jobid and isinstance(process, BatchProcess):
-                return process
-        return None
-
-    def _fail_stuck(self, jobids: list[str]) -> dict[str, SchedulerStatus]:
+    def _fail_stuck(self, jobids: list[str], ours: dict[str, BatchProcess],
+                    ) -> dict[str, SchedulerStatus]:
         """Jobs in Eqw or requeued after ``exit 99``: failed with the reason, and deleted."""
-        ours = [j for j in jobids if self._process(j) is not None]
-        if not ours:
-            return {}
-        detail = self.run(["qstat", "-j", ",".join(ours)], retries=1)
+        detail = self.run(["qstat", "-j", ",".join(jobids)], retries=1)
         jobs = parse_qstat_j(detail.stdout)
-        self.run(self.cancel_argv(ours), retries=1, transient_only=True)
+        deleted = self.run(self.cancel_argv(jobids), retries=1, transient_only=True)
+        if deleted.returncode != 0:
+            log.warning("sge: could not delete stuck jobs %s: %s", " ".join(jobids),
+                        deleted.stderr.strip())
         found = {}
-        for jobid in ours:
-            process = self._process(jobid)
-            rc = process.files.read_exitcode() if process is not None else None
-            why = jobs.get(jobid, {}).get("error reason", "")
-            why = re.sub(r"^\S+ \S+ \[[^]]*\]: ", "", why)  # drop the date and [uid:pid]
+        for jobid in jobids:
+            rc = ours[jobid].files.read_exitcode()
             if rc == 99:
-                why = "exit code 99: Grid Engine requeues such jobs; deleted"
+                why = "exit code 99: Grid Engine requeues a job that exits 99"
             elif rc is not None:
-                why = f"exit code {rc}: Grid Engine put the job in error state; {why}"
-            found[jobid] = SchedulerStatus(
-                JobState.FAILED, rc or 1,
-                f"Grid Engine error state (Eqw), job deleted: {why}" if rc != 99 else why)
+                why = f"exit code {rc}: Grid Engine put the job in error state (Eqw)"
+            else:
+                reason = jobs.get(jobid, {}).get("error reason", "no reason given")
+                reason = re.sub(r"^\S+ \S+ \[[^]]*\]: ", "", reason)  # date, [uid:pid]
+                why = f"Grid Engine error state (Eqw): {reason}"
+            found[jobid] = SchedulerStatus(JobState.FAILED, rc or 1, f"{why}; job deleted")
         return found
 
     def status_ok(self, result: Any) -> bool:
@@ -301,10 +296,10 @@ class SGEBackend(BatchBackend):
 
     def finished_status(self, jobids: Sequence[str]) -> dict[str, SchedulerStatus]:
         """One ``qacct`` for the jobs that left without a plain exit status."""
+        ours = self._by_id()
         wanted = []
         for jobid in jobids:
-            process = self._process(jobid)
-            rc = process.files.read_exitcode() if process is not None else None
+            rc = ours[jobid].files.read_exitcode() if jobid in ours else None
             if rc is None or rc > 128:
                 wanted.append(jobid)
         if not wanted:
