@@ -33,6 +33,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -149,6 +150,12 @@ class SGEBackend(BatchBackend):
         self.export_env = bool(export_env)
         self.notify = bool(notify)
         self._since = time.time()  # qacct -b: only records of jobs started since then
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Grid Engine's qsub comes with qconf and qacct (PBS's qsub does not)."""
+        missing = [p for p in ("qsub", "qconf", "qacct") if shutil.which(p) is None]
+        return f"{', '.join(missing)} not on PATH" if missing else None
 
     # ---- script and submission ----------------------------------------------------------
     def parallel_environment(self) -> str:

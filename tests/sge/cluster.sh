@@ -2,6 +2,7 @@
 # A real one-node Grid Engine (Debian's gridengine 8.1.9, Son of Grid Engine) for
 # hpc-connect's tests. Runs as root, without systemd.
 #
+#   cluster.sh install  only install the gridengine packages (debconf preseed), if missing
 #   cluster.sh start    install the gridengine packages if missing, start sge_qmaster and
 #                       sge_execd (reuse them if running), configure, run a smoke job
 #   cluster.sh stop     qdel every job, stop both daemons
@@ -71,10 +72,14 @@ install_packages() {
     if [[ ! -e $policy ]]; then
         printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod 755 "$policy"; made=1
     fi
-    [[ -n $(ls /var/lib/apt/lists/ 2>/dev/null | grep -v -e lock -e partial) ]] || apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >/dev/null || { [[ -z $made ]] || rm -f "$policy"; die "apt-get install failed"; }
+    local ok=""
+    for _ in 1 2; do  # a second try after apt-get update (missing or stale lists)
+        if DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq \
+                --no-install-recommends "${missing[@]}" >/dev/null; then ok=1; break; fi
+        timeout 300 apt-get update -qq || true
+    done
     [[ -z $made ]] || rm -f "$policy"
+    [[ -n $ok ]] || die "apt-get install ${missing[*]} failed"
 }
 
 fix_host_aliases() {  # clients resolving 127.0.0.1 to another name are refused without it
@@ -276,10 +281,11 @@ status() {
 }
 
 case ${1:-} in
+    install) install_packages ;;
     start) start ;;
     stop) stop ;;
     status) status ;;
     stop-qmaster) stop_qmaster ;;
     start-qmaster) fix_host_aliases; wait_for 40 "the qmaster" start_qmaster ;;
-    *) echo "usage: $0 start|stop|status|stop-qmaster|start-qmaster" >&2; exit 2 ;;
+    *) echo "usage: $0 install|start|stop|status|stop-qmaster|start-qmaster" >&2; exit 2 ;;
 esac
