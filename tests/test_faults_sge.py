@@ -101,12 +101,34 @@ def test_qmaster_stopped_mid_run(tmp_path: Path, sge_cluster: str) -> None:
     finally:
         subprocess.run(["bash", str(CLUSTER), "start"], capture_output=True, timeout=300)
     out, _ = proc.communicate(timeout=600)
+    print("\n".join(line for line in out.splitlines() if "qmaster" in line or "rror" in line))
     assert proc.returncode == 0, out[-3000:]
     assert (workdir / "late.txt").read_text() == "late\n"
     assert sorted(p.name for p in (workdir / "out").iterdir()) == ["0.txt", "1.txt", "2.txt"]
     assert len(bindir.successes("qsub")) == 4, bindir.log("qsub")
     assert not duplicates(bindir.successes("qsub"))
     assert not jobs_under(workdir)
+
+
+def test_submit_while_qmaster_down(sge: SGEBackend, flaky: FlakyBin, tmp_path: Path) -> None:
+    """The qmaster is down when a job is submitted and comes back ~20 s later: qsub's
+    "unable to send message to qmaster" is retried with backoff (1+2+4+8+16 s), the job
+    is queued exactly once and completes."""
+    import threading
+
+    sge.retry_delay = 1.0
+    plain = {**os.environ, "PATH": os.environ["PATH"].replace(f"{flaky.dir}{os.pathsep}", "")}
+    subprocess.run(["bash", str(CLUSTER), "stop-qmaster"], check=True, timeout=120, env=plain)
+    restart = threading.Timer(20, lambda: subprocess.run(
+        ["bash", str(CLUSTER), "start"], capture_output=True, timeout=300, env=plain))
+    restart.start()
+    try:
+        proc = sge.submit("during-outage", ["echo done"])
+    finally:
+        restart.join()
+    assert proc.wait(timeout=120) == 0
+    assert len(flaky.successes("qsub")) == 1 and flaky.calls("qsub") > 1
+    assert Path(proc.files.output).read_text() == "done\n"
 
 
 @pytest.fixture
@@ -163,6 +185,22 @@ def test_lost_qsub_reply_not_duplicated(sge: SGEBackend, flaky: FlakyBin, tmp_pa
     assert flaky.calls("qsub") == 1 and flaky.injected("qsub") == 1
     assert proc.wait(timeout=120) == 0
     assert [jobid for jobid, _, _ in jobs_under(tmp_path)] == []
+
+
+def test_lost_qsub_reply_job_already_finished(sge: SGEBackend, flaky: FlakyBin) -> None:
+    """qsub queues a short job but reports a failure, and the job has ended before the
+    retry looks: qstat no longer shows it, so find_submitted takes the newest accounting
+    record of that name submitted after the script was written; no second qsub."""
+    sge.retry_delay = 5.0  # the job (about 1 s) is gone from qstat by the first look
+    flaky.lying("qsub")
+    flaky.fail_next("qsub", 1)
+    earlier = sge.submit("quick", ["true"])  # same name, submitted before: not taken
+    assert earlier.wait(timeout=120) == 0
+    flaky.fail_next("qsub", 1)
+    proc = sge.submit("quick", ["exit 4"])
+    assert flaky.calls("qsub") == 2 and flaky.injected("qsub") == 2
+    assert proc.jobid != earlier.jobid
+    assert proc.wait(timeout=120) == 4
 
 
 def test_one_qstat_per_cycle_with_100_jobs(sge: SGEBackend, flaky: FlakyBin) -> None:

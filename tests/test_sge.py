@@ -270,7 +270,7 @@ def test_cancel_kills_setsid_children(sge: SGEBackend, tmp_path: Path) -> None:
     assert wait_until(lambda: len(_job_processes(marker)) >= 2, timeout=60), "job never ran"
     proc.cancel()
     try:
-        assert wait_until(lambda: not _job_processes(marker), timeout=60), \
+        assert wait_until(lambda: not _job_processes(marker), timeout=30), \
             f"left behind: {[p.cmdline() for p in _job_processes(marker)]}"
     finally:
         for p in _job_processes(marker):

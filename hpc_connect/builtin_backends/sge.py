@@ -64,6 +64,14 @@ def safe_name(name: str) -> str:
     return (text if text[:1].isalpha() or text[:1] == "_" else "j" + text)[:200]
 
 
+def _epoch(text: str) -> float:
+    """qacct's ``Fri Nov 27 15:09:31 2026`` (local time) in epoch seconds (0 if unreadable)."""
+    try:
+        return time.mktime(time.strptime(text.strip(), "%a %b %d %H:%M:%S %Y"))
+    except ValueError:
+        return 0.0
+
+
 def parse_qstat_xml(stdout: str) -> dict[str, str]:
     """``qstat -xml`` → job id → state letters (``r``, ``qw``, ``Eqw``, ``Rq``, ...)."""
     if not stdout.strip():
@@ -224,6 +232,9 @@ class SGEBackend(BatchBackend):
         return match.group(1)
 
     def find_submitted(self, files: JobFiles) -> str | None:
+        """The job run from ``files.script``: ``qstat -j <name>`` shows each job's script;
+        a job that already ran and left is the newest accounting record of that name
+        submitted after the script was written."""
         name = self._submitted_name(files)
         result = self.run(["qstat", "-j", name], retries=2,
                           ok=lambda r: r.returncode == 0 or "do not exist" in r.stderr)
@@ -235,7 +246,9 @@ class SGEBackend(BatchBackend):
             # it ran and left already: the newest accounting record of that name
             acct = self.run(["qacct", "-j", name, "-b", time.strftime(
                 "%Y%m%d%H%M.%S", time.localtime(self._since - 60))], retries=1)
-            found = list(parse_qacct(acct.stdout))
+            written = files.script.stat().st_mtime - 1.0
+            found = [jobid for jobid, record in parse_qacct(acct.stdout).items()
+                     if _epoch(record.get("qsub_time", "")) >= written]
         return max(found, key=int) if found else None
 
     def _submitted_name(self, files: JobFiles) -> str:
