@@ -53,7 +53,6 @@ log = logging.getLogger("hpc_connect")
 #: variables Grid Engine never hands to the job (login shell, glibc secure-exec filter)
 DROPPED = ("PATH", "LD_LIBRARY_PATH", "LD_PRELOAD", "TMPDIR", "NLSPATH", "TZDIR",
            "HOSTALIASES", "LOCALDOMAIN")
-_UNKNOWN = r"do(es)? not exist"
 _JOBID = re.compile(r"(\d+)(?:\.\S*)?")
 _PLAIN = re.compile(r"[A-Za-z0-9_./:=,+-]+")
 
@@ -115,11 +114,11 @@ def parse_qacct(stdout: str) -> dict[str, dict[str, str]]:
 
 def accounting_status(record: dict[str, str]) -> SchedulerStatus:
     """A final status from one ``qacct`` record (``failed`` and ``exit_status``)."""
-    failed = record.get("failed", "0").strip()
+    failed = " ".join(record.get("failed", "0").split())
     code_text = record.get("exit_status", "0").split()[0]
     code = int(code_text) if code_text.lstrip("-").isdigit() else 1
     number = failed.split()[0] if failed else "0"
-    if number == "37" or "h_rt" in failed:
+    if number == "37":  # qmaster enforced h_rt (or h_cpu, h_vmem)
         return SchedulerStatus(JobState.TIMED_OUT, None,
                                f"Grid Engine: time limit reached (failed {failed})")
     if number == "0":
@@ -142,6 +141,8 @@ class SGEBackend(BatchBackend):
     aliases: ClassVar[tuple[str, ...]] = ("gridengine", "uge")
     launcher: ClassVar[str] = "mpi"
     submit_program: ClassVar[str] = "qsub"
+    #: qacct may lag a job's exit by the accounting flush time (15 s by default)
+    lost_after: ClassVar[int] = 10
     transient_errors: ClassVar[tuple[str, ...]] = (
         *BatchBackend.transient_errors, r"unable to send message to qmaster",
         r"commlib error", r"can't unpack", r"failed receiving gdi request",
