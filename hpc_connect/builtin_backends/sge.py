@@ -1,8 +1,9 @@
 """The ``sge`` backend: Grid Engine (SGE, Son of Grid Engine, Univa/Altair GE).
 
 Submission: ``qsub -terse -S /bin/bash -notify`` (the shebang is ignored by default;
-``-notify`` sends SIGUSR2 a few seconds before a ``qdel``'s or ``h_rt``'s SIGKILL, so a
-script that traps it can end its own children; one that does not ignores it). CPUs go
+``-notify`` sends SIGUSR2 the queue's ``notify`` time before a ``qdel``'s or ``h_rt``'s
+SIGKILL, so a script that traps it can end its own children; one that does not ignores
+it). CPUs go
 through a parallel environment (``pe``, default: ``smp`` if ``qconf -spl`` lists it,
 else the first listed, else ``smp``): ``-pe PE max(cpus, tasks)``. ``qtime`` →
 ``-l h_rt``. Memory and GPUs need a site's resource names: ``memory_resource`` (e.g.
@@ -321,7 +322,7 @@ class SGEBackend(BatchBackend):
         wanted = []
         for jobid in jobids:
             rc = ours[jobid].files.read_exitcode() if jobid in ours else None
-            if rc is None or rc > 128:
+            if rc is None or rc < 0 or rc > 128:  # none, or a signal: ask why
                 wanted.append(jobid)
         if not wanted:
             return {}

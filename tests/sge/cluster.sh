@@ -9,11 +9,12 @@
 #   cluster.sh status   daemons and queue state; exit 0 only if both are up
 #   cluster.sh stop-qmaster / start-qmaster   only the qmaster (fault tests)
 #
-# Configuration is written whole on every start (qconf -Mconf/-Msconf/-Mq/-Mp from full
-# files; qconf -sconf wraps long lines, so its output is never edited in place):
+# Configuration is re-applied on every start (qconf -Mconf/-Msconf/-Mq/-Mp from full
+# files; qconf -sconf wraps long lines with \, so those are joined before keys change):
 # min_uid 0 (root may submit), a 1 s scheduler, immediate accounting, all.q with
-# 8 slots (as the test Slurm has 8 CPUs), no load alarm, PE smp, and notify 2 s (qsub -notify gets SIGUSR2 2 s
-# before a qdel's SIGKILL). Every wait is bounded. A lock serialises start/stop.
+# 8 slots (as the test Slurm has 8 CPUs), no load alarm, PE smp, and notify 5 s
+# (qsub -notify gets SIGUSR2 5 s before a qdel's SIGKILL; a job that ends sooner is
+# not held up). Every wait is bounded. A lock serialises start/stop.
 # See ../../../shared/sge/NOTES.md for the facts behind each step.
 set -euo pipefail
 
@@ -23,7 +24,7 @@ QPID=/var/spool/gridengine/qmaster/qmaster.pid
 STATE=${HPC_CONNECT_SGE_DIR:-/tmp/hpc-connect-sge}
 HOST=$(hostname)
 SLOTS=${HPC_CONNECT_SGE_SLOTS:-8}  # like the test Slurm: more slots than cores
-NOTIFY=${HPC_CONNECT_SGE_NOTIFY:-00:00:02}
+NOTIFY=${HPC_CONNECT_SGE_NOTIFY:-00:00:05}  # > the job script's 3 s TERM-to-KILL grace
 PACKAGES=(gridengine-master gridengine-exec gridengine-client)
 
 log() { printf 'cluster.sh: %s\n' "$*" >&2; }
