@@ -5,6 +5,7 @@ one-node Grid Engine of tests/sge/cluster.sh."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -237,7 +238,7 @@ def test_missing_output_folder_is_eqw_failure(sge: SGEBackend, tmp_path: Path) -
     gone = tmp_path / "gone"
     gone.mkdir()
     proc = sge.submit("eqw", ["true"], output=gone / "out.txt", scriptname=tmp_path / "e.sh")
-    gone.rmdir()
+    shutil.rmtree(gone)  # (the job script may have created its log there already)
     assert proc.wait(timeout=120) != 0
     assert proc.state is JobState.FAILED and "can't open output file" in proc.reason
     assert wait_until(lambda: not jobs_under(tmp_path), timeout=60, interval=0.5)
