@@ -10,7 +10,9 @@ else the first listed, else ``smp``): ``-pe PE max(cpus, tasks)``. ``qtime`` →
 ``h_vmem``, ``mem_free``; off by default) gets ``memory_mb`` divided by the slots (Grid
 Engine multiplies consumables by slots); ``gpu_resource`` (default ``gpu``) gets the
 job's GPU count. Paths get a leading ``:`` (empty host), so a ``:`` in them is literal;
-Grid Engine still expands ``$JOB_ID``-style names in them.
+Grid Engine still expands ``$JOB_ID``-style names in them. Grid Engine has no node
+count: ``nodes`` is left to the PE's allocation rule (a ``$fill_up`` or
+``$round_robin`` PE spans nodes; ``smp``'s ``$pe_slots`` keeps one node).
 
 Names: ``-N`` refuses ``/ : @ * \\``, spaces, non-ASCII and a leading digit (and a
 refused submission still uses up a job id), so the name is made safe; the script's
