@@ -34,10 +34,13 @@ BACKENDS = {
     "lsf": "hpc_connect.builtin_backends.lsf:LSFBackend",
     "bsub": "hpc_connect.builtin_backends.lsf:LSFBackend",
     "flux": "hpc_connect.builtin_backends.flux:FluxBackend",
+    "sge": "hpc_connect.builtin_backends.sge:SGEBackend",
+    "gridengine": "hpc_connect.builtin_backends.sge:SGEBackend",
+    "uge": "hpc_connect.builtin_backends.sge:SGEBackend",
 }
 #: each built-in backend's own launcher (its class attribute ``launcher``; tests check)
 BACKEND_LAUNCHERS = {"shell": "mpi", "slurm": "srun", "pbs": "mpi", "torque": "mpi", "lsf": "jsrun",
-                     "flux": "flux-run"}
+                     "flux": "flux-run", "sge": "mpi"}
 LAUNCHERS = {
     "mpi": "hpc_connect.builtin_launchers.mpi:MPILauncher",
     "mpiexec": "hpc_connect.builtin_launchers.mpi:MPILauncher",

@@ -18,7 +18,7 @@ class ExecutorSettings(ExecutorSettingsBase):  # type: ignore[misc]
     backend: Optional[str] = field(  # noqa: UP045
         default=None,
         metadata={
-            "help": "hpc_connect backend that runs the jobs (shell, slurm, pbs, lsf, flux, "
+            "help": "hpc_connect backend that runs the jobs (shell, slurm, pbs, lsf, flux, sge, "
             "or a plugin's name). Default: hpc_connect's configured backend "
             "($HPC_CONNECT_BACKEND or hpc_connect.toml), else shell.",
             "env_var": True,

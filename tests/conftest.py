@@ -12,6 +12,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 CLUSTER = HERE / "slurm" / "cluster.sh"
+SGE_CLUSTER = HERE / "sge" / "cluster.sh"
 IN_CI = os.environ.get("CI") == "true"
 
 
@@ -71,3 +72,29 @@ def slurm_cgroup_cluster(slurm_cluster: str) -> Iterator[str]:
         _unavailable(f"cluster.sh start (cgroup) failed: {started.stderr.strip()[-2000:]}")
     yield started.stdout.strip().splitlines()[-1]
     subprocess.run(["bash", str(CLUSTER), "stop"], capture_output=True, timeout=120, env=env)
+@pytest.fixture(scope="session")
+def sge_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start (or reuse) the one-node Grid Engine of tests/sge/cluster.sh (it installs the
+    gridengine packages when missing); yield SGE_ROOT. Under CI=true a cluster that cannot
+    start is a failure, elsewhere a skip. At the end, qdel this session's jobs only."""
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("Grid Engine cluster needed under CI=true: cluster.sh runs as root")
+        pytest.skip("the test Grid Engine runs its daemons as root")
+    started = subprocess.run(
+        ["bash", str(SGE_CLUSTER), "start"], capture_output=True, text=True, timeout=900
+    )
+    if started.returncode != 0:
+        if IN_CI:
+            pytest.fail(f"Grid Engine cluster needed under CI=true: {started.stderr[-2000:]}")
+        pytest.skip(f"tests/sge/cluster.sh start failed: {started.stderr.strip()[-2000:]}")
+    root = started.stdout.strip().splitlines()[-1]
+    os.environ.setdefault("SGE_ROOT", root)
+    os.environ.setdefault("SGE_CELL", "default")
+    yield root
+    base = str(tmp_path_factory.getbasetemp().resolve())
+    from sge_jobs import jobs_under
+
+    ours = [jobid for jobid, _, _ in jobs_under(Path(base))]
+    if ours:
+        subprocess.run(["qdel", *ours], capture_output=True, timeout=60)

@@ -114,3 +114,24 @@ def test_flow_one_flux_jobs_per_cycle(tmp_path: Path, monkeypatch: pytest.Monkey
     b.cancel_many(more)
     assert fake.calls("flux-cancel") == [["flux-cancel", "cancel", *(p.jobid for p in more)]]
     assert json.loads(fixture("flux", "flux_jobs_single.json"))["id"] == IDS[0]
+
+
+def test_lost_submit_reply_found_not_resubmitted(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """No real Flux here. flux batch queues the job but fails: ``flux jobs -a --json``
+    (recorded layout) shows a job of that name and working directory submitted after the
+    script was written, so that id is used; an older job of the same name is not taken,
+    and flux batch is not run again."""
+    import time
+
+    fake = FakeBin(tmp_path, monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    fake.respond("flux-batch", {"rc": 1, "stderr": "flux-batch: ERROR: Connection refused\n"})
+    jobs = json.loads(fixture("flux", "flux_jobs_running.json"))["jobs"]
+    old, new = dict(jobs[0]), dict(jobs[1])
+    old.update(name="lost", cwd=str(tmp_path), t_submit=time.time() - 3600)
+    new.update(name="lost", cwd=str(tmp_path), t_submit=time.time() + 1)
+    fake.respond("flux-jobs", {"stdout": json.dumps({"jobs": [old, new]})})
+    proc = backend(tmp_path).submit("lost", ["true"])
+    assert proc.jobid == str(new["id"])
+    assert len(fake.calls("flux-batch")) == 1 and len(fake.calls("flux-jobs")) == 1

@@ -4,6 +4,7 @@ output is the recorded format in tests/fixtures/lsf (see its README), and
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 from pathlib import Path
@@ -119,6 +120,7 @@ def test_cancel_one_bkill_and_transient_submit(tmp_path: Path,
     fake = FakeBin(tmp_path, monkeypatch)
     fake.respond("bsub", {"rc": 255, "stderr": "Cannot connect to LSF. Please wait ...\n"},
                  {"stdout": "Job <{n}> is submitted to queue <normal>.\n"})
+    fake.respond("bjobs", {"rc": 255, "stderr": "No job found\n"})  # find_submitted: none
     b = backend(tmp_path)
     procs = [b.submit(f"j{i}", ["true"]) for i in range(3)]
     assert [p.jobid for p in procs] == ["1002", "1003", "1004"]
@@ -126,3 +128,27 @@ def test_cancel_one_bkill_and_transient_submit(tmp_path: Path,
     b.cancel_many(procs)
     assert fake.calls("bkill") == [["bkill", "1002", "1003", "1004"]]
     assert all(p.state is JobState.CANCELLED for p in procs)
+
+
+def test_lost_submit_reply_found_not_resubmitted(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """No real LSF here. bsub queues the job but reports it cannot connect: ``bjobs -a
+    -o "jobid command" -json`` (the recorded layout of tests/fixtures/lsf, with the
+    COMMAND field) shows a job whose command is our script, so that id is used and bsub
+    is not run again; an unreadable listing never leads to a blind resubmission."""
+    fake = FakeBin(tmp_path, monkeypatch)
+    script = tmp_path / "lost job.sh"
+    down = {"rc": 255, "stderr": "Cannot connect to LSF. Please wait ...\n"}
+    fake.respond("bsub", down)
+    records = [{"JOBID": "2001", "COMMAND": "/home/alice/other.sh"},
+               {"JOBID": "2002", "COMMAND": shlex.quote(str(script))}]
+    fake.respond("bjobs", {"stdout": json.dumps({"COMMAND": "bjobs", "JOBS": 2,
+                                                 "RECORDS": records})})
+    proc = backend(tmp_path).submit("lost", ["true"], scriptname=script)
+    assert proc.jobid == "2002" and len(fake.calls("bsub")) == 1
+    assert fake.calls("bjobs") == [["bjobs", "-a", "-o", "jobid command", "-json"]]
+    fake.respond("bsub", down)
+    fake.respond("bjobs", {"rc": 255, "stderr": "Cannot connect to LSF. Please wait ...\n"})
+    with pytest.raises(SubmitError, match="the queue could not be checked"):
+        backend(tmp_path, retries=1).submit("lost2", ["true"])
+    assert len(fake.calls("bsub")) == 2  # one per submission, none repeated

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 from pathlib import Path
@@ -160,6 +161,7 @@ def test_cancel_one_qdel_and_transient_submit(tmp_path: Path,
     fake = FakeBin(tmp_path, monkeypatch)
     fake.respond("qsub", {"rc": 1, "stderr": "qsub: cannot connect to server pbs-server "
                           "(errno=15010)\n"}, {"stdout": "{n}.pbs-server\n"})
+    fake.respond("qstat", {"stdout": ""})  # find_submitted: the job was not queued
     b = backend(tmp_path)
     procs = [b.submit(f"j{i}", ["true"]) for i in range(3)]
     assert [p.jobid for p in procs] == ["1002.pbs-server", "1003.pbs-server", "1004.pbs-server"]
@@ -170,3 +172,33 @@ def test_cancel_one_qdel_and_transient_submit(tmp_path: Path,
     fake.respond("qsub", {"rc": 38, "stderr": "qsub: Unknown queue\n"})
     with pytest.raises(SubmitError, match=r"^pbs: qsub refused job 'bad': qsub: Unknown queue$"):
         b.submit("bad", ["true"])
+
+
+@pytest.mark.parametrize("flavor", ["pro", "torque"])
+def test_lost_submit_reply_found_not_resubmitted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 flavor: str) -> None:
+    """No real PBS here. qsub queues the job but reports "cannot connect": the full
+    ``qstat -f`` listing (recorded JSON with its ``Submit_arguments``; Torque text with
+    ``submit_args``) shows a job whose arguments end with our script, so that id is used
+    and qsub is not run again. A listing that cannot be read never leads to a blind
+    resubmission: the submission fails with both messages, after one qsub."""
+    fake = FakeBin(tmp_path, monkeypatch)
+    script = tmp_path / "lost job.sh"
+    down = {"rc": 1, "stderr": "qsub: cannot connect to server pbs-server (errno=15010)\n"}
+    fake.respond("qsub", down)
+    if flavor == "pro":
+        listing = fixture("pbs", "qstat_running.json").replace(
+            '"-N slow /home/alice/run/x.sh"', json.dumps(f"-N lost {shlex.quote(str(script))}"))
+    else:
+        listing = fixture("pbs", "torque_qstat_f.txt").replace(
+            "    Job_Name = slow\n", f"    Job_Name = slow\n    submit_args = -N lost "
+            f"{shlex.quote(str(script))}\n")
+    fake.respond("qstat", {"stdout": listing})
+    proc = backend(tmp_path, flavor=flavor).submit("lost", ["true"], scriptname=script)
+    assert proc.jobid.startswith("1003.")
+    assert len(fake.calls("qsub")) == 1
+    fake.respond("qsub", down)
+    fake.respond("qstat", {"rc": 1, "stderr": "qstat: cannot connect to server pbs-server\n"})
+    with pytest.raises(SubmitError, match="the queue could not be checked"):
+        backend(tmp_path, flavor=flavor, retries=1).submit("lost2", ["true"])
+    assert len(fake.calls("qsub")) == 2  # one per submission, none repeated

@@ -22,11 +22,13 @@ job was cancelled before it started.
 from __future__ import annotations
 
 import json
+import os
+import shlex
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ..batch import BatchBackend, SchedulerStatus
-from ..errors import SubmitError
+from ..errors import SchedulerError, SubmitError
 from ..flagcheck import reject_repeated
 from ..job import JobSpec
 from ..process import JobState, signal_reason
@@ -39,6 +41,7 @@ from ._common import (
     placement_options,
     tolerant_status_ok,
 )
+from ._find import flux_match
 
 #: placement fields → flux batch flags (None: refused)
 PLACEMENT_FLAGS: dict[str, str | None] = {
@@ -160,6 +163,21 @@ class FluxBackend(BatchBackend):
         except ValueError:
             raise SubmitError(f"flux: no job id in flux batch output {stdout.strip()!r}") from None
         return jobid
+
+    def find_submitted(self, files: JobFiles) -> str | None:
+        """The newest job of ours with this job's name and working directory submitted
+        since the script was written (``flux jobs`` shows no script path)."""
+        name = next((shlex.split(line)[-1] for line in files.script.read_text().splitlines()
+                     if line.startswith("# flux: --job-name ")), None)
+        result = self.run(["flux", "jobs", "-a", "--json"], retries=2)
+        try:
+            jobs = parse_jobs_json(result.stdout) if result.returncode == 0 else None
+        except (ValueError, KeyError, TypeError):
+            jobs = None
+        if jobs is None:  # unknown: never resubmit blind
+            raise SchedulerError(f"flux jobs failed: {(result.stderr or result.stdout).strip()}")
+        written = files.script.stat().st_mtime - 1.0
+        return None if name is None else flux_match(jobs, name, os.getcwd(), written)
 
     def status_argv(self, jobids: Sequence[str]) -> list[str]:
         return ["flux", "jobs", "-a", "--json", *jobids]

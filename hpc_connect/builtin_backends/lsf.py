@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ..batch import BatchBackend, SchedulerStatus
-from ..errors import SubmitError
+from ..errors import SchedulerError, SubmitError
 from ..flagcheck import reject_repeated
 from ..job import JobSpec
 from ..process import JobState, signal_reason
@@ -41,6 +41,7 @@ from ._common import (
     placement_options,
     tolerant_status_ok,
 )
+from ._find import lsf_match
 
 _STATES = {
     "PEND": JobState.PENDING, "WAIT": JobState.PENDING, "PSUSP": JobState.PENDING,
@@ -141,6 +142,20 @@ class LSFBackend(BatchBackend):
             raise SubmitError(f"lsf: no 'Job <id> is submitted' in bsub output "
                               f"{stdout.strip()!r}")
         return match.group(1)
+
+    def find_submitted(self, files: JobFiles) -> str | None:
+        """The job whose command is our script, in one ``bjobs -a`` of the user's jobs."""
+        result = self.run(["bjobs", "-a", "-o", "jobid command", "-json"], retries=2,
+                          ok=lambda r: r.returncode == 0 or "No job found" in r.stderr)
+        if "No job found" in result.stderr:
+            return None
+        try:
+            records = parse_bjobs_json(result.stdout) if result.returncode == 0 else None
+        except (ValueError, KeyError, TypeError):
+            records = None
+        if records is None:  # unknown: never resubmit blind
+            raise SchedulerError(f"bjobs failed: {(result.stderr or result.stdout).strip()}")
+        return lsf_match(records, files.script)
 
     def status_argv(self, jobids: Sequence[str]) -> list[str]:
         return ["bjobs", "-o", FIELDS, "-json", "-a", *jobids]

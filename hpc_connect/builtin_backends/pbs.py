@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ..batch import BatchBackend, SchedulerStatus
-from ..errors import ConfigError, SubmitError
+from ..errors import ConfigError, SchedulerError, SubmitError
 from ..flagcheck import reject_repeated
 from ..job import JobSpec
 from ..process import JobState, signal_reason
@@ -42,6 +42,7 @@ from ._common import (
     placement_options,
     tolerant_status_ok,
 )
+from ._find import pbs_match
 
 _STATES = {
     "Q": JobState.PENDING, "H": JobState.PENDING, "W": JobState.PENDING,
@@ -223,6 +224,19 @@ class PBSBackend(BatchBackend):
         if not re.fullmatch(r"\d+(\[\d*\])?(\.\S+)?", jobid):
             raise SubmitError(f"pbs: no job id in qsub output {stdout.strip()!r}")
         return jobid
+
+    def find_submitted(self, files: JobFiles) -> str | None:
+        """The job whose submit arguments end with our script, in one full ``qstat -f``
+        (with history on PBS Pro)."""
+        argv = ["qstat", "-f"] if self.flavor == "torque" else ["qstat", "-f", "-F", "json", "-x"]
+        result = self.run(argv, retries=2)
+        try:
+            jobs = self._parse(result.stdout) if result.returncode == 0 else None
+        except (ValueError, KeyError, TypeError):
+            jobs = None
+        if jobs is None:  # unknown: never resubmit blind
+            raise SchedulerError(f"qstat failed: {(result.stderr or result.stdout).strip()}")
+        return pbs_match(jobs, files.script)
 
     def status_argv(self, jobids: Sequence[str]) -> list[str]:
         if self.flavor == "torque":

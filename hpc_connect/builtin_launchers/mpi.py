@@ -4,6 +4,10 @@ The vendor is read from the executable's real name when it tells (``mpiexec.hydr
 ``orterun``), else from ``mpiexec --version``, cached per executable. Open MPI run
 as root gets ``OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM)=1`` and, with more ranks than cores,
 ``--oversubscribe``: both show in ``hpc-launch --dry-run``.
+
+Inside a Grid Engine parallel job (``$PE_HOSTFILE`` and ``$NSLOTS`` set), a single
+program given without ``-n`` gets ``-n $NSLOTS``; MPICH's hydra and Open MPI built with
+Grid Engine support read the hosts from ``$PE_HOSTFILE`` themselves.
 """
 
 from __future__ import annotations
@@ -64,6 +68,14 @@ def detect_vendor(executable: str) -> str:
     return vendor
 
 
+def grid_engine_slots() -> int | None:
+    """``$NSLOTS`` inside a Grid Engine parallel job (``$PE_HOSTFILE`` set), else None."""
+    nslots = os.environ.get("NSLOTS", "")
+    if not os.environ.get("PE_HOSTFILE") or not nslots.isdigit() or int(nslots) < 1:
+        return None
+    return int(nslots)
+
+
 class MPILauncher(HPCLauncher):
     """``mpiexec -n N program`` with per-vendor defaults."""
 
@@ -80,6 +92,9 @@ class MPILauncher(HPCLauncher):
         return [*self.configured_args, *self.vendor_args.get(self.vendor, ())]
 
     def segments_argv(self, segments: Sequence[Segment]) -> list[str]:
+        slots = grid_engine_slots()
+        if slots and len(segments) == 1 and segments[0].nprocs is None:
+            segments = [Segment(slots, segments[0].options, segments[0].program)]
         argv = super().segments_argv(segments)
         ranks = sum(s.nprocs or 1 for s in segments)
         if (self.vendor == "openmpi" and ranks > (os.cpu_count() or 1)
