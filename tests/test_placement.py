@@ -2,8 +2,8 @@
 refusal of submit flags that repeat an option hpc-connect sets.
 
 PBS, LSF and Flux cannot run here: their tests check the generated options and argv
-(what qsub/bsub/flux batch would receive). Slurm's are checked the same way and, in
-test_snakemake_placement.py, on the real cluster."""
+(what qsub/bsub/flux batch would receive). Grid Engine's and Slurm's are checked the
+same way and, for Slurm, in test_snakemake_placement.py on the real cluster."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from hpc_connect.batch import BatchBackend
 from hpc_connect.builtin_backends.flux import FluxBackend
 from hpc_connect.builtin_backends.lsf import LSFBackend
 from hpc_connect.builtin_backends.pbs import PBSBackend, TorqueBackend
+from hpc_connect.builtin_backends.sge import SGEBackend
 from hpc_connect.builtin_backends.slurm import SlurmBackend
 from hpc_connect.errors import InvalidJobError
 from hpc_connect.job import JobSpec
@@ -56,6 +57,7 @@ def test_slurm_maps_every_field(tmp_path: Path) -> None:
     (LSFBackend(), ["-q", "long", "-P", "proj_x", "-R", "select[a100]", "-U", "maint",
                     "-clusters", "c2"]),
     (FluxBackend(), ["--queue", "long", "--bank", "proj_x", "--requires", "a100"]),
+    (SGEBackend(pe="smp"), ["-q", "long", "-P", "proj_x", "-ar", "maint"]),
 ])
 def test_other_backends_map_their_equivalents(backend: Any, expected: list[str],
                                               tmp_path: Path) -> None:
@@ -72,6 +74,8 @@ def test_other_backends_map_their_equivalents(backend: Any, expected: list[str],
     (PBSBackend(), "qos"), (PBSBackend(), "constraint"), (PBSBackend(), "reservation"),
     (PBSBackend(), "clusters"), (LSFBackend(), "qos"), (FluxBackend(), "qos"),
     (FluxBackend(), "reservation"), (FluxBackend(), "clusters"),
+    (SGEBackend(pe="smp"), "qos"), (SGEBackend(pe="smp"), "constraint"),
+    (SGEBackend(pe="smp"), "clusters"),
 ])
 def test_unsupported_field_is_one_clear_error(backend: Any, field: str,
                                               tmp_path: Path) -> None:
@@ -98,6 +102,9 @@ def test_unsupported_field_is_one_clear_error(backend: Any, field: str,
     (LSFBackend(), {}, ["-o", "x.log"], "-oo"),
     (FluxBackend(), {"qtime": 600}, ["--time-limit=5m"], "-t"),
     (FluxBackend(), {"cpus": 2}, ["--nslots=4"], "-n"),
+    (SGEBackend(pe="smp"), {"qtime": 600}, ["-l", "h_rt=1:00:00"], "-l h_rt"),
+    (SGEBackend(pe="smp"), {}, ["-N", "other"], "-N"),
+    (SGEBackend(pe="smp"), {"partition": "long"}, ["-q", "debug"], "-q"),
 ])
 def test_repeated_flag_names_both(backend: Any, fields: dict[str, Any], flags: list[str],
                                   ours: str, tmp_path: Path) -> None:
@@ -112,6 +119,7 @@ def test_repeated_flag_names_both(backend: Any, fields: dict[str, Any], flags: l
     (PBSBackend(), ["-l", "place=scatter", "-q", "debug"]),
     (LSFBackend(), ["-R", "rusage[mem=100]", "-nnodes", "2"]),
     (FluxBackend(), ["--exclusive", "-q", "debug"]),
+    (SGEBackend(pe="smp"), ["-l", "h_vmem=2G", "-q", "debug", "-R", "y"]),
 ])
 def test_flags_we_do_not_set_pass_through(backend: Any, flags: list[str],
                                           tmp_path: Path) -> None:

@@ -46,10 +46,11 @@ import attrs
 
 from ..batch import BatchBackend, BatchProcess, SchedulerStatus
 from ..errors import SchedulerError, SubmitError
+from ..flagcheck import reject_repeated
 from ..job import JobSpec
 from ..process import JobState, signal_reason
 from ..script import JobFiles
-from ._common import Option, hms, last_line
+from ._common import Option, hms, last_line, placement_options
 
 log = logging.getLogger("hpc_connect")
 
@@ -57,6 +58,12 @@ log = logging.getLogger("hpc_connect")
 DROPPED = ("PATH", "LD_LIBRARY_PATH", "LD_PRELOAD", "TMPDIR", "NLSPATH", "TZDIR",
            "HOSTALIASES", "LOCALDOMAIN")
 _JOBID = re.compile(r"(\d+)(?:\.\S*)?")
+#: placement fields → qsub flags (None: refused)
+PLACEMENT_FLAGS: dict[str, str | None] = {
+    "partition": "-q", "account": "-P", "qos": None, "constraint": None,
+    "reservation": "-ar", "clusters": None}
+PLACEMENT_HINT = ("Grid Engine has no such option of its own; for a host property use "
+                  "submit_flags ['-l', '<complex>=<value>']")
 _PLAIN = re.compile(r"[A-Za-z0-9_./:=,+-]+")
 
 
@@ -196,6 +203,7 @@ class SGEBackend(BatchBackend):
             opts.append(("-notify", None))
         if self.export_env:
             opts.append(("-V", None))
+        opts += placement_options(self.name, spec, PLACEMENT_FLAGS, PLACEMENT_HINT)
         return opts
 
     def directives(self, spec: JobSpec, files: JobFiles) -> list[str]:
@@ -218,6 +226,8 @@ class SGEBackend(BatchBackend):
         for flag, value in self.options(spec, files):
             argv += [flag] if value is None else [flag, *value.split(" ")] if flag == "-pe" \
                 else [flag, value]
+        reject_repeated(self.name, self.options(spec, files), spec.submit_flags, keyed=("-l",),
+                        joined_short=False)
         return [*argv, *spec.submit_flags, str(files.script)]
 
     def submit_spec(self, spec: JobSpec) -> BatchProcess:
