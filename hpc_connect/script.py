@@ -28,9 +28,6 @@ from .usage import Usage, parse_usage
 
 log = logging.getLogger("hpc_connect")
 
-#: the environment variable that tells the script it runs as the job body
-BODY_STAGE = "HPC_CONNECT_JOB_STAGE"
-
 #: Runs argv[2:] as a child and waits for it with wait4(); writes "<peak RSS in kB>
 #: <signal that killed it or 0>" to argv[1] (created, never followed if a symlink) and
 #: exits with the child's status (128+N for signal N). TERM/INT/HUP/USR2 are ignored
@@ -40,6 +37,8 @@ import os, signal, sys
 pid = os.fork()
 if pid == 0:
     try:
+        for s in (signal.SIGPIPE, signal.SIGXFSZ):  # ignored by Python, not by the job
+            signal.signal(s, signal.SIG_DFL)
         os.execv(sys.argv[2], sys.argv[2:])
     finally:
         os._exit(127)
@@ -58,36 +57,85 @@ sys.exit(128 + sig if sig else os.WEXITSTATUS(status))
 
 
 #: The first stage of every job script (after the few ``hpc_*`` settings above it).
-SUPERVISOR = f"""\
-if [ "${{{BODY_STAGE}-}}" != body ]; then
-    # -- supervisor: run this file again as the job body (below) in a child, then
-    #    record its exit status and resource usage in the status file
-    hpc_self=${{BASH_SOURCE[0]:-}}
+SUPERVISOR = r"""
+if [ "${HPC_CONNECT_JOB_STAGE-}" != body ]; then
+    # -- supervisor: run this file again as the job body (below) in a child, end every
+    #    process of the job when the job ends or is signalled, record status and usage
+    hpc_self=${BASH_SOURCE[0]:-}
     [ -r "$hpc_self" ] || hpc_self=$hpc_script  # a script read from stdin (PBS)
     [ -x "$hpc_py" ] || hpc_py=$(command -v python3 || true)
+    hpc_caught=0 hpc_body=
+    # every process of the job inherits this token: found even if it left the group
+    hpc_token=$$.$RANDOM$RANDOM.${EPOCHREALTIME:-$SECONDS}
+    export HPC_CONNECT_JOB_TOKEN=$hpc_token
+
+    hpc_tokened() {  # PIDs whose environment holds our token (setsid children too)
+        local f
+        for f in $(HPC_CONNECT_JOB_TOKEN= grep -lzxF "HPC_CONNECT_JOB_TOKEN=$hpc_token" \
+                   /proc/[0-9]*/environ 2>/dev/null); do
+            f=${f#/proc/}; f=${f%/environ}; [ "$f" = $$ ] || printf '%s ' "$f"
+        done
+    }
+    hpc_end() {  # send signal $1 to the body's process group and to every token holder
+        kill -s "$1" -- "-$hpc_body" 2>/dev/null
+        set -- "$1" $(hpc_tokened)
+        [ $# -lt 2 ] || kill -s "$@" 2>/dev/null
+    }
+    hpc_alive() { [ -n "$(hpc_tokened)" ]; }  # (zombies have no environment: not counted)
+    hpc_signalled() {  # $1: signal number. TERM, then KILL after the grace period
+        trap '' TERM INT HUP USR2  # the clean-up runs once, uninterrupted
+        hpc_caught=$1
+        [ -n "$hpc_body" ] || return 0
+        hpc_end TERM
+        local tenths=0
+        while hpc_alive && [ $tenths -lt "$hpc_grace_tenths" ]; do
+            sleep 0.1; tenths=$((tenths + 1))
+        done
+        hpc_end KILL
+    }
+    # a scheduler cancelling the job (scancel, qdel, bkill: TERM), a time limit (TERM,
+    # timeout), Ctrl-C (INT), a lost terminal (HUP), Grid Engine's kill notice (USR2):
+    # end every process of the job, then end with that signal
+    trap 'hpc_signalled 15' TERM
+    trap 'hpc_signalled 2' INT
+    trap 'hpc_signalled 1' HUP
+    trap 'hpc_signalled 12' USR2
+
     rm -f -- "$hpc_status" "$hpc_status.rss" "$hpc_status.tmp"
-    hpc_start=${{EPOCHREALTIME:-$SECONDS}}
-    if [ -n "$hpc_py" ]; then  # the wait4 wrapper writes the body's peak RSS
-        {BODY_STAGE}=body "$hpc_py" -I -S -c @WAIT4_WRAPPER@ \\
-            "$hpc_status.rss" "$hpc_shell" "$hpc_self"
+    hpc_start=${EPOCHREALTIME:-$SECONDS}
+    set -m  # job control: the body gets a process group of its own (signalled as one)
+    if [ -n "$hpc_py" ]; then  # the wait4 wrapper records the body's peak RSS
+        HPC_CONNECT_JOB_STAGE=body "$hpc_py" -I -S -c @WAIT4_WRAPPER@ \
+            "$hpc_status.rss" "$hpc_shell" "$hpc_self" &
     else
-        {BODY_STAGE}=body "$hpc_shell" "$hpc_self"
+        HPC_CONNECT_JOB_STAGE=body "$hpc_shell" "$hpc_self" &
     fi
+    hpc_body=$!
+    set +m
+    [ "$hpc_caught" = 0 ] || hpc_signalled "$hpc_caught"  # signalled while starting it
+    wait "$hpc_body"  # returns early when a trapped signal arrives
     hpc_rc=$?
-    hpc_end=${{EPOCHREALTIME:-$SECONDS}}
+    if [ "$hpc_caught" -gt 0 ]; then
+        wait "$hpc_body"; hpc_rc=-$hpc_caught  # the body's status; the job's is the signal
+    else  # background processes the body left behind in its group
+        kill -s TERM -- "-$hpc_body" 2>/dev/null
+    fi
+    hpc_end_time=${EPOCHREALTIME:-$SECONDS}
     hpc_rss='' hpc_sig=0
     [ -f "$hpc_status.rss" ] && read -r hpc_rss hpc_sig < "$hpc_status.rss"
-    [ "${{hpc_sig:-0}}" -gt 0 ] 2>/dev/null && hpc_rc=-$hpc_sig  # killed by signal N: -N
+    if [ "$hpc_caught" = 0 ] && [ "${hpc_sig:-0}" -gt 0 ] 2>/dev/null; then
+        hpc_rc=-$hpc_sig  # the body was killed by a signal: so is the job
+    fi
     umask 077  # the status file is the owner's alone (the body has ended)
     set -C  # noclobber: never write through a file or link someone else put there
-    {{ printf "%s\\n" "$hpc_rc" "start=$hpc_start" "end=$hpc_end" "max_rss_kb=$hpc_rss"
+    { printf "%s\n" "$hpc_rc" "start=$hpc_start" "end=$hpc_end_time" "max_rss_kb=$hpc_rss"
       times  # bash builtin; its second line: the children's user and system CPU time
-    }} > "$hpc_status.tmp" && mv -f -- "$hpc_status.tmp" "$hpc_status"
+    } > "$hpc_status.tmp" && mv -f -- "$hpc_status.tmp" "$hpc_status"
     rm -f -- "$hpc_status.rss"
-    # the body was killed by a signal: end the same way, so the caller sees that signal
-    if [ "$hpc_rc" -lt 0 ]; then trap - "$hpc_sig"; kill -"$hpc_sig" $$; fi
+    # the job was killed by signal N (-N): end the same way, so the caller sees it
+    if [ "$hpc_rc" -lt 0 ]; then trap - $((-hpc_rc)); kill -$((-hpc_rc)) $$; fi
     exit "$hpc_rc"
-fi"""
+fi"""[1:]
 
 
 @attrs.frozen
@@ -135,6 +183,7 @@ def render_script(
     shell: str = "/bin/bash",
     python: str | None = None,
     umask: int | None = None,
+    kill_grace: float = 3.0,
 ) -> str:
     """The job script: directives, the supervisor stage, then the body's commands in order.
 
@@ -142,16 +191,19 @@ def render_script(
     ``python`` runs the wait4 wrapper (default: this interpreter, else ``python3`` on the
     node's PATH; without either, no peak RSS is recorded). ``umask`` is set for the body
     (the submitter's, where the scheduler was made to create the output files private).
+    ``kill_grace``: seconds between TERM and KILL when the job is signalled (keep it below
+    the scheduler's own, e.g. Slurm's ``KillWait``, default 30 s).
     """
     q = shlex.quote
     workdir = (spec.workdir or Path.cwd()).absolute()
     lines = [f"#!{shell}", *directives, f"# hpc-connect job {q(spec.name)}"]
     lines += [
         f"hpc_status={q(str(files.exitcode))} hpc_script={q(str(files.script))}",
-        f"hpc_shell={q(shell)} hpc_py={q(python or sys.executable)}",
+        f"hpc_shell={q(shell)} hpc_py={q(python or sys.executable)} "
+        f"hpc_grace_tenths={max(1, round(kill_grace * 10))}",
         SUPERVISOR.replace("@WAIT4_WRAPPER@", q(WAIT4_WRAPPER)),
         "# -- job body: the commands, in order, in this one shell",
-        f"unset {BODY_STAGE} hpc_status hpc_script hpc_shell hpc_py",
+        "unset HPC_CONNECT_JOB_STAGE hpc_status hpc_script hpc_shell hpc_py",
         f"cd {q(str(workdir))} || exit 1",
     ]
     if umask is not None:
