@@ -1,10 +1,12 @@
 """Rendering a job description into a shell script, shared by every backend.
 
 The script runs in two stages. The *supervisor* (the process the scheduler starts)
-runs the same file again as the *job body*, in a child, under a tiny Python wrapper
-that ``wait4()``s it; then it writes the body's exit status and the job's resource
-usage (``usage.py``) to a status file next to the script: exit codes and usage are
-known even where the scheduler keeps no accounting. The body runs each command line
+runs the same file again as the *job body*, in a child with a process group of its
+own, under a tiny Python wrapper that waits for it and writes its exit status and
+resource usage (``usage.py``) to a status file next to the script: exit codes and
+usage are known even where the scheduler keeps no accounting. When the job is
+signalled (cancel, time limit), the supervisor ends every process of the job, even
+ones that left its process group, before it ends. The body runs each command line
 through ``eval`` of a single-quoted string, so a command cannot break the script's
 structure; all commands run in order in one shell (``cd``/``export`` carry over).
 """
@@ -28,31 +30,42 @@ from .usage import Usage, parse_usage
 
 log = logging.getLogger("hpc_connect")
 
-#: Runs argv[2:] as a child and waits for it with wait4(); writes "<peak RSS in kB>
-#: <signal that killed it or 0>" to argv[1] (created, never followed if a symlink) and
-#: exits with the child's status (128+N for signal N). TERM/INT/HUP/USR2 are ignored
-#: here: the supervisor ends the body, this process only reports on it.
-WAIT4_WRAPPER = """\
-import os, signal, sys
+#: Runs argv[2:] (the body) as a child, waits for it, and writes the status file argv[1]
+#: (created 0600, never through a symlink): the body's status (-N: killed by signal N),
+#: then its usage: wall-clock times, and from getrusage(RUSAGE_CHILDREN) the peak RSS
+#: and the CPU time of every process it waited for. Exits with the body's status (128+N
+#: for signal N). TERM/INT/HUP/USR2 are ignored here: the supervisor ends the body.
+STATUS_WRAPPER = """\
+import os, resource, signal, sys, time
+try:
+    os.unlink(sys.argv[1])
+except OSError:
+    pass
+stop = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
+for s in stop:
+    signal.signal(s, signal.SIG_IGN)
+start = time.time()
 pid = os.fork()
 if pid == 0:
     try:
-        for s in (signal.SIGPIPE, signal.SIGXFSZ):  # ignored by Python, not by the job
+        for s in (*stop, signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores the last two
             signal.signal(s, signal.SIG_DFL)
         os.execv(sys.argv[2], sys.argv[2:])
     finally:
         os._exit(127)
-for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2):
-    signal.signal(s, signal.SIG_IGN)
-_, status, ru = os.wait4(pid, 0)
-sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+status = os.waitpid(pid, 0)[1]
+end = time.time()
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+rc = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 try:
     fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    os.write(fd, b"%d %d\\n" % (ru.ru_maxrss, sig))
+    os.fchmod(fd, 0o600)
+    os.write(fd, b"%d\\nstart=%.6f\\nend=%.6f\\nmax_rss_kb=%d\\ncpu_s=%.3f\\n" % (
+        rc, start, end, ru.ru_maxrss, ru.ru_utime + ru.ru_stime))
     os.close(fd)
 except OSError:
     pass
-sys.exit(128 + sig if sig else os.WEXITSTATUS(status))
+sys.exit(128 - rc if rc < 0 else rc)
 """
 
 
@@ -101,13 +114,13 @@ if [ "${HPC_CONNECT_JOB_STAGE-}" != body ]; then
     trap 'hpc_signalled 1' HUP
     trap 'hpc_signalled 12' USR2
 
-    rm -f -- "$hpc_status" "$hpc_status.rss" "$hpc_status.tmp"
     hpc_start=${EPOCHREALTIME:-$SECONDS}
     set -m  # job control: the body gets a process group of its own (signalled as one)
-    if [ -n "$hpc_py" ]; then  # the wait4 wrapper records the body's peak RSS
-        HPC_CONNECT_JOB_STAGE=body "$hpc_py" -I -S -c @WAIT4_WRAPPER@ \
-            "$hpc_status.rss" "$hpc_shell" "$hpc_self" &
+    if [ -n "$hpc_py" ]; then  # the status wrapper (Python) writes the status file
+        HPC_CONNECT_JOB_STAGE=body "$hpc_py" -I -S -c @STATUS_WRAPPER@ \
+            "$hpc_status" "$hpc_shell" "$hpc_self" &
     else
+        rm -f -- "$hpc_status"
         HPC_CONNECT_JOB_STAGE=body "$hpc_shell" "$hpc_self" &
     fi
     hpc_body=$!
@@ -115,23 +128,23 @@ if [ "${HPC_CONNECT_JOB_STAGE-}" != body ]; then
     [ "$hpc_caught" = 0 ] || hpc_signalled "$hpc_caught"  # signalled while starting it
     wait "$hpc_body"  # returns early when a trapped signal arrives
     hpc_rc=$?
-    if [ "$hpc_caught" -gt 0 ]; then
-        wait "$hpc_body"; hpc_rc=-$hpc_caught  # the body's status; the job's is the signal
-    else  # background processes the body left behind in its group
+    if [ "$hpc_caught" = 0 ]; then  # background processes the body left in its group
         kill -s TERM -- "-$hpc_body" 2>/dev/null
+    else
+        wait "$hpc_body"
     fi
-    hpc_end_time=${EPOCHREALTIME:-$SECONDS}
-    hpc_rss='' hpc_sig=0
-    [ -f "$hpc_status.rss" ] && read -r hpc_rss hpc_sig < "$hpc_status.rss"
-    if [ "$hpc_caught" = 0 ] && [ "${hpc_sig:-0}" -gt 0 ] 2>/dev/null; then
-        hpc_rc=-$hpc_sig  # the body was killed by a signal: so is the job
-    fi
-    umask 077  # the status file is the owner's alone (the body has ended)
-    set -C  # noclobber: never write through a file or link someone else put there
-    { printf "%s\n" "$hpc_rc" "start=$hpc_start" "end=$hpc_end_time" "max_rss_kb=$hpc_rss"
-      times  # bash builtin; its second line: the children's user and system CPU time
-    } > "$hpc_status.tmp" && mv -f -- "$hpc_status.tmp" "$hpc_status"
-    rm -f -- "$hpc_status.rss"
+    hpc_recorded=  # the wrapper's record tells a signal (-N) from an exit status
+    [ -z "$hpc_py" ] || { read -r hpc_recorded < "$hpc_status"; } 2>/dev/null
+    case $hpc_recorded in
+        -[0-9]* | [0-9]*) hpc_rc=$hpc_recorded ;;
+        *)  # no wrapper: record the status and what bash knows (no peak RSS) here
+            umask 077  # the status file is the owner's alone (the body has ended)
+            set -C  # noclobber: never write through a file or link someone else put there
+            { printf "%s\n" "$hpc_rc" "start=$hpc_start" "end=${EPOCHREALTIME:-$SECONDS}"
+              times  # bash builtin; its second line: the children's user and system time
+            } > "$hpc_status" ;;
+    esac
+    [ "$hpc_caught" = 0 ] || hpc_rc=-$hpc_caught
     # the job was killed by signal N (-N): end the same way, so the caller sees it
     if [ "$hpc_rc" -lt 0 ]; then trap - $((-hpc_rc)); kill -$((-hpc_rc)) $$; fi
     exit "$hpc_rc"
@@ -188,7 +201,7 @@ def render_script(
     """The job script: directives, the supervisor stage, then the body's commands in order.
 
     The body stops at the first failing command and the job exits with its status.
-    ``python`` runs the wait4 wrapper (default: this interpreter, else ``python3`` on the
+    ``python`` runs the status wrapper (default: this interpreter, else ``python3`` on the
     node's PATH; without either, no peak RSS is recorded). ``umask`` is set for the body
     (the submitter's, where the scheduler was made to create the output files private).
     ``kill_grace``: seconds between TERM and KILL when the job is signalled (keep it below
@@ -201,7 +214,7 @@ def render_script(
         f"hpc_status={q(str(files.exitcode))} hpc_script={q(str(files.script))}",
         f"hpc_shell={q(shell)} hpc_py={q(python or sys.executable)} "
         f"hpc_grace_tenths={max(1, round(kill_grace * 10))}",
-        SUPERVISOR.replace("@WAIT4_WRAPPER@", q(WAIT4_WRAPPER)),
+        SUPERVISOR.replace("@STATUS_WRAPPER@", q(STATUS_WRAPPER)),
         "# -- job body: the commands, in order, in this one shell",
         "unset HPC_CONNECT_JOB_STAGE hpc_status hpc_script hpc_shell hpc_py",
         f"cd {q(str(workdir))} || exit 1",
