@@ -34,14 +34,15 @@ log = logging.getLogger("hpc_connect")
 #: (created 0600, never through a symlink): the body's status (-N: killed by signal N),
 #: then its usage: wall-clock times, and from getrusage(RUSAGE_CHILDREN) the peak RSS
 #: and the CPU time of every process it waited for. Exits with the body's status (128+N
-#: for signal N). TERM/INT/HUP/USR2 are ignored here: the supervisor ends the body.
+#: for signal N). TERM/INT/HUP/USR2 are ignored here (the supervisor ends the body);
+#: USR1 is passed on to the body.
 STATUS_WRAPPER = """\
 import os, resource, signal, sys, time
 try:
     os.unlink(sys.argv[1])
 except OSError:
     pass
-stop = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
+stop = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2, signal.SIGUSR1)
 for s in stop:
     signal.signal(s, signal.SIG_IGN)
 start = time.time()
@@ -53,6 +54,7 @@ if pid == 0:
         os.execv(sys.argv[2], sys.argv[2:])
     finally:
         os._exit(127)
+signal.signal(signal.SIGUSR1, lambda signum, frame: os.kill(pid, signum))  # to the body
 status = os.waitpid(pid, 0)[1]
 end = time.time()
 ru = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -113,6 +115,8 @@ if [ "${HPC_CONNECT_JOB_STAGE-}" != body ]; then
     trap 'hpc_signalled 2' INT
     trap 'hpc_signalled 1' HUP
     trap 'hpc_signalled 12' USR2
+    # USR1 (Grid Engine's suspend notice, Slurm's --signal=B:USR1) is the body shell's
+    trap 'kill -s USR1 "$hpc_body" 2>/dev/null' USR1
 
     hpc_start=${EPOCHREALTIME:-$SECONDS}
     set -m  # job control: the body gets a process group of its own (signalled as one)
@@ -126,13 +130,12 @@ if [ "${HPC_CONNECT_JOB_STAGE-}" != body ]; then
     hpc_body=$!
     set +m
     [ "$hpc_caught" = 0 ] || hpc_signalled "$hpc_caught"  # signalled while starting it
-    wait "$hpc_body"  # returns early when a trapped signal arrives
-    hpc_rc=$?
-    if [ "$hpc_caught" = 0 ]; then  # background processes the body left in its group
-        kill -s TERM -- "-$hpc_body" 2>/dev/null
-    else
-        wait "$hpc_body"
-    fi
+    while :; do  # a trapped signal ends `wait` early: wait again while the body runs
+        wait "$hpc_body"; hpc_rc=$?
+        [ "$hpc_rc" -gt 128 ] && kill -0 "$hpc_body" 2>/dev/null || break
+    done
+    # background processes the body left behind in its group
+    [ "$hpc_caught" != 0 ] || kill -s TERM -- "-$hpc_body" 2>/dev/null
     hpc_recorded=  # the wrapper's record tells a signal (-N) from an exit status
     [ -z "$hpc_py" ] || { read -r hpc_recorded < "$hpc_status"; } 2>/dev/null
     case $hpc_recorded in
@@ -216,7 +219,7 @@ def render_script(
         f"hpc_grace_tenths={max(1, round(kill_grace * 10))}",
         SUPERVISOR.replace("@STATUS_WRAPPER@", q(STATUS_WRAPPER)),
         "# -- job body: the commands, in order, in this one shell",
-        "unset HPC_CONNECT_JOB_STAGE hpc_status hpc_script hpc_shell hpc_py",
+        "unset HPC_CONNECT_JOB_STAGE hpc_status hpc_script hpc_shell hpc_py hpc_grace_tenths",
         f"cd {q(str(workdir))} || exit 1",
     ]
     if umask is not None:

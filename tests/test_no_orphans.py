@@ -6,6 +6,8 @@ re-parented or ``setsid`` processes)."""
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,17 @@ def test_slurm_finished_job_leaves_no_background_child(slurm_cluster: str,
     proc = slurm.submit("leaky", ["sleep 744.21 &", "sleep 1"], workdir=tmp_path)
     assert proc.wait(timeout=120) == 0
     assert wait_until(lambda: _gone("744.21"), timeout=30), processes_with("sleep 744.21")
+
+
+def test_usr1_reaches_the_commands(tmp_path: Path) -> None:
+    """USR1 to the job (Grid Engine's suspend notice, Slurm's --signal=B:USR1) reaches a
+    trap in the job's commands, as when they ran in the script's own shell; the child
+    the body leaves behind is ended when it exits."""
+    shell = hpc_connect.get_backend("shell", workdir=tmp_path)
+    proc = shell.submit("usr1", ["trap 'echo got > usr1.txt; exit 0' USR1",
+                                 "sleep 746.1 & wait $!"], workdir=tmp_path)
+    assert wait_until(lambda: processes_with("sleep 746.1"), timeout=30)
+    os.kill(int(proc.jobid), signal.SIGUSR1)
+    assert proc.wait(timeout=30) == 0
+    assert (tmp_path / "usr1.txt").read_text() == "got\n"
+    assert wait_until(lambda: _gone("746.1"), timeout=30), processes_with("sleep 746.1")
