@@ -102,9 +102,10 @@ if [ "${HPC_CONNECT_JOB_STAGE-}" != body ]; then
         hpc_caught=$1
         [ -n "$hpc_body" ] || return 0
         hpc_end TERM
-        local tenths=0
-        while hpc_alive && [ $tenths -lt "$hpc_grace_tenths" ]; do
-            sleep 0.1; tenths=$((tenths + 1))
+        local waited=0 step=10  # milliseconds: look soon (most end at once), then every 0.1 s
+        while hpc_alive && [ $waited -lt "$hpc_grace_ms" ]; do
+            sleep "0.$(printf %03d $step)"; waited=$((waited + step))
+            step=$((step < 50 ? step * 2 : 100))
         done
         hpc_end KILL
     }
@@ -216,10 +217,10 @@ def render_script(
     lines += [
         f"hpc_status={q(str(files.exitcode))} hpc_script={q(str(files.script))}",
         f"hpc_shell={q(shell)} hpc_py={q(python or sys.executable)} "
-        f"hpc_grace_tenths={max(1, round(kill_grace * 10))}",
+        f"hpc_grace_ms={max(10, round(kill_grace * 1000))}",
         SUPERVISOR.replace("@STATUS_WRAPPER@", q(STATUS_WRAPPER)),
         "# -- job body: the commands, in order, in this one shell",
-        "unset HPC_CONNECT_JOB_STAGE hpc_status hpc_script hpc_shell hpc_py hpc_grace_tenths",
+        "unset HPC_CONNECT_JOB_STAGE hpc_status hpc_script hpc_shell hpc_py hpc_grace_ms",
         f"cd {q(str(workdir))} || exit 1",
     ]
     if umask is not None:
