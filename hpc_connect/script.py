@@ -18,7 +18,7 @@ import os
 import shlex
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +230,15 @@ def render_script(
     lines.extend(f"eval {q(command)} || exit $?" for command in spec.commands)
     lines.append("exit 0")
     return "\n".join(lines) + "\n"
+
+
+def submit_environment(env: Mapping[str, str] | None) -> dict[str, str] | None:
+    """``env`` (None: ours) for a scheduler's submit command, without the job token of a
+    job we may be running in: a job the scheduler runs is not that job's to end."""
+    source = os.environ if env is None else env
+    if "HPC_CONNECT_JOB_TOKEN" not in source:
+        return None if env is None else dict(env)
+    return {k: v for k, v in source.items() if k != "HPC_CONNECT_JOB_TOKEN"}
 
 
 def write_script(spec: JobSpec, files: JobFiles, *, root: Path | None = None,

@@ -97,3 +97,33 @@ def test_usr1_reaches_the_commands(tmp_path: Path) -> None:
     assert proc.wait(timeout=30) == 0
     assert (tmp_path / "usr1.txt").read_text() == "got\n"
     assert wait_until(lambda: _gone("746.1"), timeout=30), processes_with("sleep 746.1")
+
+
+def _holding(token: str) -> list[int]:
+    """PIDs whose environment holds ``HPC_CONNECT_JOB_TOKEN=token`` (the script's scan)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and f"HPC_CONNECT_JOB_TOKEN={token}".encode() in (
+                    (entry / "environ").read_bytes().split(b"\0")):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.slurm
+def test_slurm_job_not_marked_as_the_submitters(slurm_cluster: str, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Submitting from inside a job (e.g. Snakemake run as a job): the Slurm job does not
+    carry the enclosing job's token, so that job's clean-up never ends a job that is
+    Slurm's to end."""
+    monkeypatch.setenv("HPC_CONNECT_JOB_TOKEN", "outer-748")
+    slurm = hpc_connect.get_backend("slurm", workdir=tmp_path, polling_interval=0.5)
+    proc = slurm.submit("inner", ["sleep 748.1"], workdir=tmp_path)
+    try:
+        assert wait_until(lambda: processes_with("sleep 748.1"), timeout=120)
+        assert _holding("outer-748") == []  # (setenv does not show in our /proc environ)
+    finally:
+        proc.cancel()
+    assert wait_until(lambda: _gone("748.1"), timeout=60)
