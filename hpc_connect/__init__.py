@@ -34,6 +34,7 @@ _EXPORTS = {
     "LauncherNotFoundError": "errors",
     "SubmitError": "errors",
     "SchedulerError": "errors",
+    "UnsafePathError": "errors",
     "Usage": "usage",
 }
 
@@ -53,6 +54,7 @@ __all__ = [
     "SchedulerStatus",
     "SubmitError",
     "UnknownBackendError",
+    "UnsafePathError",
     "Usage",
     "backends",
     "get_backend",
@@ -77,6 +79,7 @@ if TYPE_CHECKING:
         SchedulerError,
         SubmitError,
         UnknownBackendError,
+        UnsafePathError,
     )
     from .job import JobSpec
     from .launcher import HPCLauncher

@@ -29,3 +29,7 @@ class SubmitError(HPCConnectError, RuntimeError):
 
 class SchedulerError(HPCConnectError, RuntimeError):
     """A scheduler command kept failing after its retries."""
+
+
+class UnsafePathError(HPCConnectError, PermissionError):
+    """A job folder or file is a symbolic link, or is not ours: nothing was submitted."""
