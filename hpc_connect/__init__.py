@@ -40,6 +40,7 @@ _EXPORTS = {
     "LauncherNotFoundError": "errors",
     "SubmitError": "errors",
     "SchedulerError": "errors",
+    "UnsafePathError": "errors",
     "Usage": "usage",
     "JobNotFoundError": "errors",
     "JobRef": "jobref",
@@ -66,6 +67,7 @@ __all__ = [
     "ScriptBackend",
     "SubmitError",
     "UnknownBackendError",
+    "UnsafePathError",
     "Usage",
     "backends",
     "get_backend",
@@ -95,6 +97,7 @@ if TYPE_CHECKING:
         SchedulerError,
         SubmitError,
         UnknownBackendError,
+        UnsafePathError,
     )
     from .group import ProcessGroup
     from .job import JobSpec

@@ -29,7 +29,7 @@ from .job import JobSpec
 from .jobref import resolve
 from .private import current_umask
 from .process import HPCProcess, JobState, signal_reason
-from .script import JobFiles, write_script
+from .script import JobFiles, submit_environment, write_script
 from .script_backend import ScriptBackend
 from .usage import Usage
 
@@ -203,7 +203,7 @@ class BatchBackend(ScriptBackend):
         write_script(spec, files, directives=self.directives(spec, files), root=self.run_dir(),
                      umask=None if self.submit_umask is None else current_umask())
         argv = self.submit_argv(spec, files)
-        env = self.submit_env()
+        env = submit_environment(self.submit_env())
         delay, message = self.retry_delay, ""
         for attempt in range(self.retries + 2):
             if attempt:

@@ -38,3 +38,7 @@ class PluginError(HPCConnectError, TypeError):
 
 class JobNotFoundError(HPCConnectError, LookupError):
     """``attach``: the scheduler has no record of the job and it left no exit status."""
+
+
+class UnsafePathError(HPCConnectError, PermissionError):
+    """A job folder or file is a symbolic link, or is not ours: nothing was submitted."""

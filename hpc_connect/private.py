@@ -15,7 +15,7 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import HPCConnectError
+from .errors import UnsafePathError
 
 log = logging.getLogger("hpc_connect")
 
@@ -23,10 +23,6 @@ log = logging.getLogger("hpc_connect")
 DIR_MODE, SCRIPT_MODE, FILE_MODE = 0o700, 0o700, 0o600
 
 _warned: set[str] = set()
-
-
-class UnsafePathError(HPCConnectError, PermissionError):
-    """A job folder or file is a symbolic link, or is not ours: nothing was submitted."""
 
 
 def _unsafe(path: Path, why: str) -> UnsafePathError:

@@ -3,8 +3,8 @@
 The job script (``script.py``) writes these lines after the exit status in its status
 file; no scheduler accounting is needed. ``cpu_s`` is user + system time of every
 process the job waited for; ``max_rss_mb`` is the largest resident set of any one of
-them (``getrusage(RUSAGE_CHILDREN).ru_maxrss``, taken by a small Python wrapper that
-``wait4()``s the job body), ``None`` when no Python was found on the node.
+them (``getrusage(RUSAGE_CHILDREN)``, taken by a small Python wrapper that waits for
+the job body), ``None`` when no Python was found on the node.
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ def _seconds(stamp: str) -> float | None:
 def parse_usage(text: str) -> Usage | None:
     """The ``Usage`` in a status file's text, or None if the script recorded none.
 
-    Lines after the exit status: ``start=T0``, ``end=T1``, ``max_rss_kb=N`` (optional)
-    and the two lines of bash's ``times`` (the second is the children's user and system).
+    Lines after the exit status: ``start=T0``, ``end=T1``, ``max_rss_kb=N`` and
+    ``cpu_s=S`` (the status wrapper), or without a wrapper only the times and the two lines
+    of bash's ``times`` (the second is the children's user and system time).
     """
     fields: dict[str, str] = {}
     times: list[str] = []
@@ -48,10 +49,12 @@ def parse_usage(text: str) -> Usage | None:
         elif _TIMES.search(line):
             times.append(line)
     start, end = _seconds(fields.get("start", "")), _seconds(fields.get("end", ""))
-    if start is None or end is None or len(times) < 2:
+    cpu = _seconds(fields.get("cpu_s", ""))
+    if cpu is None and len(times) >= 2:
+        cpu = sum(int(m) * 60 + int(s) + float(f"0.{frac}")
+                  for m, s, frac in _TIMES.findall(times[1]))
+    if start is None or end is None or cpu is None:
         return None
-    cpu = sum(int(m) * 60 + int(s) + float(f"0.{frac}")
-              for m, s, frac in _TIMES.findall(times[1]))
     rss = fields.get("max_rss_kb", "")
     return Usage(
         elapsed_s=max(0.0, end - start),

@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 
 import hpc_connect
-from hpc_connect import JobState
+from hpc_connect import JobState, UnsafePathError
 from hpc_connect.batch import BatchBackend, BatchProcess, SchedulerStatus
 from hpc_connect.job import JobSpec
-from hpc_connect.private import UnsafePathError
 from hpc_connect.script import JobFiles
 
 SECRET = "secret-7f3a9c"

@@ -3,7 +3,9 @@ and Slurm jobs (Slurm without accounting), and parsing of the status file."""
 
 from __future__ import annotations
 
+import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,8 @@ from helpers import processes_with, wait_until
 
 import hpc_connect
 from hpc_connect import JobState, Usage
+from hpc_connect.job import JobSpec
+from hpc_connect.script import JobFiles, render_script
 from hpc_connect.usage import parse_usage
 
 #: ~80 MB touched (bytearray zero-fills its buffer), held for a moment
@@ -60,12 +64,33 @@ def test_slurm_job_records_usage(slurm_cluster: str, tmp_path: Path) -> None:
 
 
 def test_parse_usage() -> None:
-    """The status file's lines: locale decimal commas, bash 4 $SECONDS, and no RSS."""
-    text = "0\nstart=100.5\nend=102,0\nmax_rss_kb=2048\n0m0.004s 0m0.000s\n1m2.500s 0m0.250s\n"
-    assert parse_usage(text) == Usage(elapsed_s=1.5, cpu_s=62.75, max_rss_mb=2.0)
-    assert parse_usage("1\nstart=3\nend=5\nmax_rss_kb=\n0m0,0s 0m0,0s\n0m0,5s 0m0,0s\n") == (
+    """The status file's lines: the wrapper's; without it bash's ``times`` with locale
+    decimal commas or bash 4's whole $SECONDS, and no RSS; an exit code alone."""
+    text = "-15\nstart=100.5\nend=102.0\nmax_rss_kb=2048\ncpu_s=0.250\n"
+    assert parse_usage(text) == Usage(elapsed_s=1.5, cpu_s=0.25, max_rss_mb=2.0)
+    text = "0\nstart=100,5\nend=102,0\n0m0,004s 0m0,000s\n1m2,500s 0m0,250s\n"
+    assert parse_usage(text) == Usage(elapsed_s=1.5, cpu_s=62.75, max_rss_mb=None)
+    assert parse_usage("1\nstart=3\nend=5\n0m0.0s 0m0.0s\n0m0.5s 0m0.0s\n") == (
         Usage(elapsed_s=2.0, cpu_s=0.5, max_rss_mb=None))
     assert parse_usage("0\n") is None  # an old-style status file: exit code only
+
+
+def test_usage_without_python(tmp_path: Path) -> None:
+    """A node without Python: the script still records the exit status, elapsed and CPU
+    time (bash's ``times``); only the peak RSS is unknown."""
+    spec = JobSpec(name="nopy", commands=[BUSY, "exit 5"], workdir=tmp_path)
+    files = JobFiles.for_spec(spec, tmp_path, "nopy")
+    files.script.write_text(render_script(spec, files, python="/nonexistent/python"))
+    tools = tmp_path / "bin"  # a PATH without python3: only what the supervisor uses
+    tools.mkdir()
+    for tool in ("rm", "grep", "sleep"):
+        (tools / tool).symlink_to(shutil.which(tool) or tool)
+    run = subprocess.run(["/bin/bash", str(files.script)], env={"PATH": str(tools)},
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 5, run.stderr
+    assert files.read_exitcode() == 5
+    usage = files.read_usage()
+    assert usage is not None and usage.max_rss_mb is None and usage.cpu_s > 0, usage
 
 
 def test_signal_of_the_body_is_the_jobs(tmp_path: Path) -> None:

@@ -126,7 +126,8 @@ class ShellBackend(ScriptBackend):
     def submit_spec(self, spec: JobSpec) -> ShellProcess:
         key = f"{next(self._counter):05d}-{_safe(spec.name)}"
         files = JobFiles.for_spec(spec, self.run_dir() / self._run, key)
-        write_script(spec, files, root=self.run_dir())
+        # the script's own TERM-to-KILL grace ends before kill_session's (which KILLs it)
+        write_script(spec, files, root=self.run_dir(), kill_grace=self.cancel_grace / 2)
         argv = ["/bin/bash", str(files.script)]
         if spec.qtime is not None and (timeout := shutil.which("timeout")):
             argv = [timeout, f"--kill-after={self.cancel_grace}s", f"{spec.qtime}s", *argv]
