@@ -26,6 +26,7 @@ from faults import FlakyBin, active_jobs_under, slurm_jobs_under
 from helpers import processes_with, wait_until
 
 from hpc_connect import JobRef
+from hpc_connect.builtin_backends.shell import session_members
 
 SLURM = ["--hpc-connect-backend", "slurm", "--hpc-connect-polling-interval", "1"]
 RECORDS = Path(".snakemake") / "hpc_connect_jobs"
@@ -214,7 +215,8 @@ def test_forgotten_job_is_resubmitted_once(
         assert wait_until(lambda: not active_jobs_under(workdir), timeout=60)
         forgotten = attrs.evolve(ref, jobid="9999999")
     else:  # the pid now belongs to another live process: this test's
-        os.killpg(int(ref.jobid), signal.SIGKILL)
+        for pid in session_members(int(ref.jobid)):  # the job's body has its own group
+            os.kill(pid, signal.SIGKILL)
         forgotten = attrs.evolve(ref, jobid=str(os.getpid()))
     assert wait_until(lambda: not processes_with(sleep), timeout=60)
     ref.script.with_name(ref.script.name + ".exitcode").unlink(missing_ok=True)
