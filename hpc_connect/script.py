@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,16 +55,20 @@ def render_script(
     *,
     directives: Sequence[str] = (),
     shell: str = "/bin/bash",
+    record_signals: Sequence[signal.Signals] = (),
 ) -> str:
     """The job script: directives, environment, then each command in order.
 
-    The script stops at the first failing command and exits with its status.
+    The script stops at the first failing command and exits with its status. A
+    signal in ``record_signals`` ends it with status 128+signal, so the status file
+    records the death by signal (bash would otherwise record the last status, often 0).
     """
     q = shlex.quote
     workdir = (spec.workdir or Path.cwd()).absolute()
     lines = [f"#!{shell}", *directives, f"# hpc-connect job {q(spec.name)}"]
     record = f'printf "%s\\n" "$?" > {q(str(files.exitcode))}'
     lines.append(f"trap {q(record)} EXIT")  # quoted whole: paths with spaces or quotes
+    lines.extend(f"trap 'exit {128 + sig}' {sig.name[3:]}" for sig in record_signals)
     lines.append(f"cd {q(str(workdir))} || exit 1")
     for key, value in spec.variables:
         lines.append(f"unset {key}" if value is None else f"export {key}={q(value)}")
