@@ -34,9 +34,13 @@ _EXPORTS = {
     "LauncherNotFoundError": "errors",
     "SubmitError": "errors",
     "SchedulerError": "errors",
+    "Allocation": "allocation",
+    "AllocationError": "allocation",
 }
 
 __all__ = [
+    "Allocation",
+    "AllocationError",
     "BatchBackend",
     "Config",
     "ConfigError",
@@ -64,6 +68,7 @@ __all__ = [
 if TYPE_CHECKING:
     from typing import Any
 
+    from .allocation import Allocation, AllocationError
     from .backend import HPCBackend
     from .batch import BatchBackend, SchedulerStatus
     from .config import Config, load_config

@@ -9,12 +9,15 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
 from .job import JobSpec
 from .process import HPCProcess
+
+if TYPE_CHECKING:
+    from .allocation import Allocation
 
 
 class HPCBackend(abc.ABC):
@@ -177,6 +180,16 @@ class HPCBackend(abc.ABC):
     @abc.abstractmethod
     def cancel_many(self, processes: Iterable[HPCProcess]) -> None:
         """Cancel many processes at once and mark them cancelled."""
+
+    def allocate(self, *, nodes: int | None = None, cpus: int | None = None,
+                 gpus: int | None = None, qtime: float | None = None,
+                 submit_flags: Sequence[str] | None = None, current: bool = False,
+                 ) -> Allocation:
+        """One allocation for a ``with`` block; its ``.backend`` runs jobs as steps in it
+        (``current=True``: the allocation this program runs in). See ``hpc_connect.allocation``."""
+        from .allocation import AllocationError
+
+        raise AllocationError(f"backend {self.name!r} has no allocation mode (slurm has)")
 
     def run_dir(self) -> Path:
         """The folder for this backend's scripts and logs when the caller names none."""

@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..allocation import Allocation, AllocationRequest
 from ..batch import BatchBackend, SchedulerStatus
 from ..errors import SchedulerError, SubmitError
 from ..job import JobSpec
@@ -233,6 +234,19 @@ class SlurmBackend(BatchBackend):
             log.warning("slurm: scontrol show job failed: %s", result.stderr.strip())
             return {}
         return parse_scontrol(result.stdout, jobids)
+
+    # ---- allocation mode ------------------------------------------------------------------
+    def allocate(self, *, nodes: int | None = None, cpus: int | None = None,
+                 gpus: int | None = None, qtime: float | None = None,
+                 submit_flags: Sequence[str] | None = None, current: bool = False,
+                 ) -> Allocation:
+        """A holder job (or, with ``current``, the job this runs in) whose ``.backend`` runs
+        each job as an ``srun --exact`` step (``slurm_allocation.py``)."""
+        from .slurm_allocation import SlurmAllocation
+
+        request = AllocationRequest(nodes=nodes, cpus=cpus, gpus=gpus, qtime=qtime,
+                                    submit_flags=submit_flags)
+        return SlurmAllocation(self, request, current=current)
 
     # ---- cancel ---------------------------------------------------------------------------
     def cancel_argv(self, jobids: Sequence[str]) -> list[str]:
