@@ -116,16 +116,29 @@ class StepBackend(HPCBackend):
     def __repr__(self) -> str:
         return f"<StepBackend of {self.allocation!r}>"
 
-    def submit_spec(self, spec: JobSpec) -> StepProcess:
+    def fit_problem(self, spec: JobSpec) -> str | None:
+        """Why ``spec`` can never run in this allocation (None: it fits when empty)."""
         geometry = self.allocation.geometry
         problems = [f"{what}={need} but the allocation has {have}"
                     for what, need, have in (("nodes", spec.nodes or 1, geometry.nodes),
                                              ("cpus", step_cpus(spec), geometry.cpus),
                                              ("gpus", spec.gpus or 0, geometry.gpus))
                     if need > have]
-        if problems:
-            raise InvalidJobError(f"job {spec.name!r} can never fit allocation "
-                                  f"{self.allocation.jobid}: {'; '.join(problems)}")
+        if not problems:
+            return None
+        return (f"job {spec.name!r} can never fit allocation {self.allocation.jobid}: "
+                f"{'; '.join(problems)}")
+
+    def has_room(self, spec: JobSpec) -> bool:
+        """True if ``spec`` could start now (nothing waits before it and it fits the rest)."""
+        with self._lock:
+            cpus, gpus = self._free()
+            return not self._queue and step_cpus(spec) <= cpus and (spec.gpus or 0) <= gpus
+
+    def submit_spec(self, spec: JobSpec) -> StepProcess:
+        problem = self.fit_problem(spec)
+        if problem:
+            raise InvalidJobError(problem)
         with self._lock:
             self._count += 1
             key = f"{self._count:05d}-" + "".join(

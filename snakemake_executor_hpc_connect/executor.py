@@ -26,6 +26,7 @@ from snakemake_interface_executor_plugins.utils import format_cli_arg
 from hpc_connect import HPCProcess, JobState, get_backend
 from hpc_connect.errors import HPCConnectError, InvalidJobError
 
+from .allocation import allocation_backend
 from .logs import log_path, safe
 from .mpi import add_rule_defaults, mpi_default, user_default_resources
 from .resources import submit_kwargs
@@ -55,6 +56,9 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             options["polling_interval"] = settings.polling_interval
         try:
             self.backend = get_backend(settings.backend or None, **options)
+            if settings.allocation:
+                self.backend = allocation_backend(self.backend, settings.allocation,
+                                                  settings.max_allocations)
             self.mpi = mpi_default(settings.launcher or self.backend.launcher)
         except HPCConnectError as exc:
             raise WorkflowError(f"hpc-connect: {exc}") from None
@@ -176,6 +180,13 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
                     f"{process.state.value}: {reason}; log: {log}. ", aux_logs=[str(log)])
 
     # ---- cancel ---------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """After Snakemake's own shutdown, release what the backend holds (allocations)."""
+        super().shutdown()
+        close = getattr(self.backend, "close", None)
+        if callable(close):
+            close()
+
     def chain_sigterm(self) -> None:
         """Make SIGTERM cancel every job, then stop Snakemake as it would have.
 
