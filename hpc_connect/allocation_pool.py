@@ -14,6 +14,7 @@ the jobs its end killed go back to the pool queue and run again in a new one (at
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -68,6 +69,7 @@ class AllocationPool(HPCBackend):
         self._lock = threading.RLock()
         self._count = 0
         self._closed = False
+        atexit.register(self.close)  # a run that ends without close() leaves nothing held
 
     def __repr__(self) -> str:
         return f"<AllocationPool of {self.parent.name}: {len(self.ready)} ready>"
@@ -201,7 +203,10 @@ class AllocationPool(HPCBackend):
     def close(self) -> None:
         """Cancel every step and release every allocation (also those still pending)."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
+            atexit.unregister(self.close)
             self.cancel_many(self._jobs)
             ready, acquiring = list(self.ready), list(self.acquiring)
             self.ready.clear()

@@ -14,6 +14,8 @@ import pytest
 from helpers import processes_with, wait_until
 from test_snakemake_plugin import EXAMPLE, check_example, run, snakemake_argv, write_snakefile
 
+from hpc_connect import InvalidJobError
+
 SLURM = ["--hpc-connect-backend", "slurm"]
 
 
@@ -48,12 +50,15 @@ class QueueWatch:
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_workflow_runs_in_one_allocation(tmp_path: Path, slurm_cluster: str) -> None:
-    """The example (with its MPI rule) finishes with every output; squeue shows one job
-    for the whole run (the holder), which is gone afterwards."""
+    """The example (its MPI rule, and its three count jobs as one group job) finishes
+    with every output; squeue shows one job for the whole run (the holder), which is gone
+    afterwards."""
     with QueueWatch(tmp_path) as watch:
         result = run(tmp_path, EXAMPLE, *SLURM, "--jobs", "4",
-                     "--hpc-connect-allocation", "nodes=1,cpus=4,runtime=10")
+                     "--hpc-connect-allocation", "nodes=1,cpus=4,runtime=10",
+                     "--groups", "count=counts", "--group-components", "counts=3")
     check_example(tmp_path, result)
+    assert "Group job counts" in result.stderr, result.stderr[-3000:]
     assert len(watch.seen) == 1, watch.seen
     assert not jobs_under(tmp_path)
 
@@ -146,3 +151,17 @@ def test_backend_without_allocation_mode_says_so(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+
+
+def test_setting_parsed_to_allocate_arguments() -> None:
+    """The setting's keys become allocate() arguments; runtime is minutes or a time."""
+    from snakemake_executor_hpc_connect.allocation import parse_allocation
+
+    assert parse_allocation("nodes=1,cpus=8,runtime=120") == {"nodes": 1, "cpus": 8,
+                                                              "qtime": 7200.0}
+    assert parse_allocation(" gpus=0 , runtime=2h ") == {"gpus": 0, "qtime": 7200.0}
+    assert parse_allocation("Current") is None
+    with pytest.raises(InvalidJobError, match="cpus given twice"):
+        parse_allocation("cpus=1,cpus=2")
+    with pytest.raises(InvalidJobError, match="runtime='soon'"):
+        parse_allocation("runtime=soon")
