@@ -100,7 +100,6 @@ class StepBackend(HPCBackend):
     """Runs every submitted job as a step inside ``allocation``."""
 
     name: ClassVar[str] = "allocation"
-    supports_subscheduling: ClassVar[bool] = True
     default_polling_interval: ClassVar[float] = 0.1
     #: seconds a cancelled launcher gets to end its step before it is killed
     cancel_grace: ClassVar[float] = 15.0
@@ -112,6 +111,11 @@ class StepBackend(HPCBackend):
         self._running: list[StepProcess] = []
         self._lock = threading.RLock()
         self._count = 0
+
+    @property
+    def supports_subscheduling(self) -> bool:
+        """True: every job runs as a step inside an allocation."""
+        return True
 
     def __repr__(self) -> str:
         return f"<StepBackend of {self.allocation!r}>"

@@ -48,7 +48,6 @@ class AllocationPool(HPCBackend):
     """Runs jobs as steps of allocations made by ``acquire()`` (one per call)."""
 
     name: ClassVar[str] = "allocation-pool"
-    supports_subscheduling: ClassVar[bool] = True
     default_polling_interval: ClassVar[float] = 0.2
     #: times a job is moved to a new allocation after its allocation expired under it
     max_moves: ClassVar[int] = 2
@@ -70,6 +69,11 @@ class AllocationPool(HPCBackend):
         self._count = 0
         self._closed = False
         atexit.register(self.close)  # a run that ends without close() leaves nothing held
+
+    @property
+    def supports_subscheduling(self) -> bool:
+        """True: every job runs as a step inside an allocation."""
+        return True
 
     def __repr__(self) -> str:
         return f"<AllocationPool of {self.parent.name}: {len(self.ready)} ready>"
