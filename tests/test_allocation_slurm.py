@@ -56,6 +56,11 @@ def slurm(slurm_cluster: str, tmp_path: Path) -> SlurmBackend:
     return backend
 
 
+def sleeps(marker: str) -> list[object]:
+    """The ``sleep <marker>`` processes themselves (not shells or scripts naming it)."""
+    return [p for p in processes_with(marker) if p.info["cmdline"][:1] == ["sleep"]]
+
+
 def live_jobs(jobid: str) -> str:
     """squeue's line for ``jobid`` while it is pending, running or completing."""
     return subprocess.run(["squeue", "--noheader", f"--jobs={jobid}", "--format=%i %T"],
@@ -146,7 +151,7 @@ def test_ctrl_c_leaves_no_step_holder_or_process(slurm_cluster: str, tmp_path: P
     try:
         assert proc.stdout is not None
         holder = proc.stdout.readline().split()[1]
-        assert wait_until(lambda: len(processes_with(marker)) == 2, timeout=120)
+        assert wait_until(lambda: len(sleeps(marker)) == 2, timeout=120)
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=120)
     finally:

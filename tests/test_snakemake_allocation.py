@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from helpers import processes_with, wait_until
+from test_allocation_slurm import sleeps
 from test_snakemake_plugin import EXAMPLE, check_example, run, snakemake_argv, write_snakefile
 
 from hpc_connect import InvalidJobError
@@ -99,7 +100,7 @@ def test_ctrl_c_leaves_nothing(tmp_path: Path, slurm_cluster: str) -> None:
                        "cpus=2,runtime=10"),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        assert wait_until(lambda: len(processes_with(marker)) == 2, timeout=180)
+        assert wait_until(lambda: len(sleeps(marker)) == 2, timeout=180)
         holders = jobs_under(tmp_path)
         assert len(holders) == 1
         proc.send_signal(signal.SIGINT)
