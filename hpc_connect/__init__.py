@@ -44,9 +44,13 @@ _EXPORTS = {
     "Usage": "usage",
     "JobNotFoundError": "errors",
     "JobRef": "jobref",
+    "Allocation": "allocation",
+    "AllocationError": "allocation",
 }
 
 __all__ = [
+    "Allocation",
+    "AllocationError",
     "BatchBackend",
     "Config",
     "ConfigError",
@@ -84,6 +88,7 @@ __all__ = [
 if TYPE_CHECKING:
     from typing import Any
 
+    from .allocation import Allocation, AllocationError
     from .backend import HPCBackend
     from .batch import BatchBackend, SchedulerStatus
     from .config import Config, load_config

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .process import HPCProcess
 
 if TYPE_CHECKING:
+    from .allocation import Allocation
     from .group import ProcessGroup
     from .machine import MachineConfig
 
@@ -223,6 +224,16 @@ class HPCBackend(abc.ABC):
         from .errors import HPCConnectError
 
         raise HPCConnectError(f"backend {self.name!r} cannot list jobs by name")
+
+    def allocate(self, *, nodes: int | None = None, cpus: int | None = None,
+                 gpus: int | None = None, qtime: float | None = None,
+                 submit_flags: Sequence[str] | None = None, current: bool = False,
+                 ) -> Allocation:
+        """One allocation for a ``with`` block; its ``.backend`` runs jobs as steps in it
+        (``current=True``: the allocation this program runs in). See ``hpc_connect.allocation``."""
+        from .allocation import AllocationError
+
+        raise AllocationError(f"backend {self.name!r} has no allocation mode (slurm has)")
 
     def run_dir(self) -> Path:
         """The folder for this backend's scripts and logs when the caller names none."""

@@ -6,12 +6,22 @@ command *for a list of ids* and how to parse it, optionally a lookup for jobs th
 left the queue, and the cancel command. This module owns script writing, retries
 of transient scheduler errors, the one-query-per-cycle polling of all jobs, exit
 codes from the script's own status file, and the ``lost`` verdict.
+
+Finished jobs are noticed at once: callers poll at ``polling_interval`` (the short
+file-check pace, ``file_check_interval``); each ``poll_many`` reads the live jobs'
+exit-status files, and a job that recorded a plain exit code is final there and then.
+The scheduler is asked only when ``status_interval`` (the configured
+``polling_interval``) has passed since its last query: it stays the authority for
+jobs that end without a file or by a signal (time limit, out of memory, node
+failure, cancel), and a job whose file has not appeared is never called lost before
+it says so.
 """
 
 from __future__ import annotations
 
 import abc
 import logging
+import math
 import os
 import re
 import shutil
@@ -34,7 +44,6 @@ from .script_backend import ScriptBackend
 from .usage import Usage
 
 log = logging.getLogger("hpc_connect")
-
 
 @attrs.frozen
 class SchedulerStatus:
@@ -62,12 +71,17 @@ class BatchProcess(HPCProcess):
         if self._usage is None and self.done:
             self._usage = self.files.read_usage()
         return self._usage
+        self.signalled: bool = False  # its file records a death by signal: the scheduler says why
 
 
 class BatchBackend(ScriptBackend):
     """Base class of batch-scheduler backends (Slurm, PBS, LSF, Flux)."""
 
     default_polling_interval: ClassVar[float] = 5.0
+    #: seconds between reads of live jobs' exit-status files (what callers poll at)
+    file_check_interval: ClassVar[float] = 0.2
+    #: seconds between scheduler queries while a job that died by a signal awaits its verdict
+    signalled_interval: ClassVar[float] = 1.0
     #: the scheduler's submit program, e.g. "sbatch"
     submit_program: ClassVar[str]
     #: stderr patterns that mean "try again later" (case-insensitive regexes)
@@ -84,6 +98,10 @@ class BatchBackend(ScriptBackend):
     def __init__(self, *, retries: int = 5, retry_delay: float = 1.0,
                  lost_grace: float = 30.0, **options: Any) -> None:
         super().__init__(**options)
+        #: seconds between scheduler queries; callers poll at the file-check pace
+        self.status_interval = self.polling_interval
+        self.polling_interval = min(self.file_check_interval, self.status_interval)
+        self._last_query = -math.inf
         self.retries = int(retries)
         self.retry_delay = float(retry_delay)
         self.lost_grace = float(lost_grace)
@@ -235,7 +253,9 @@ class BatchBackend(ScriptBackend):
         ref = resolve(jobid, self.name, self.site())
         script = None if ref.script else self.job_script(ref.jobid)
         process = BatchProcess(self, ref.spec(), ref.jobid, ref.files(script))
-        self.poll_many([process])
+        self._finish_from_file(process)
+        if not process.done:
+            self._query([process])  # the scheduler's word now, whatever the polling pace
         if not process.done and process.misses:
             raise JobNotFoundError(f"{self.name} job {ref.jobid}: the scheduler has no record "
                                    f"of it and it left no exit status ({process.files.exitcode})")
@@ -243,9 +263,23 @@ class BatchBackend(ScriptBackend):
         return process
 
     def poll_many(self, processes: Iterable[HPCProcess]) -> None:
+        """Finish jobs whose exit-status file says so; ask the scheduler about the rest
+        when ``status_interval`` has passed since its last query (``signalled_interval``
+        while a job whose file records a death by signal awaits its final word)."""
         live = [p for p in processes if isinstance(p, BatchProcess) and not p.done]
-        if not live:
-            return
+        for process in live:
+            self._finish_from_file(process)
+        live = [p for p in live if not p.done]
+        interval = self.status_interval
+        if any(p.signalled for p in live):
+            interval = min(interval, self.signalled_interval)
+        if live and time.monotonic() - self._last_query >= interval:
+            self._query(live)
+
+    def _query(self, live: Sequence[BatchProcess]) -> None:
+        """One scheduler status query for ``live`` (and one accounting look-up for those
+        that left the queue); the states follow."""
+        self._last_query = time.monotonic()
         ids = [p.jobid for p in live]
         result = self.run(self.status_argv(ids), retries=2, ok=self.status_ok)
         if not self.status_ok(result):
@@ -268,6 +302,16 @@ class BatchBackend(ScriptBackend):
             statuses.update(self.finished_status(unknown))
         for process in left:
             self._finish(process, statuses.get(process.jobid))
+
+    def _finish_from_file(self, process: BatchProcess) -> None:
+        """Make ``process`` final if its script recorded a plain exit code; a recorded
+        death by signal marks it ``signalled`` (the scheduler says why)."""
+        recorded = process.files.read_exitcode()
+        if recorded is not None and 0 <= recorded <= 128:
+            process.set_state(JobState.COMPLETED if recorded == 0 else JobState.FAILED,
+                              recorded, "" if recorded == 0 else f"exit code {recorded}")
+        elif recorded is not None:
+            process.signalled = True
 
     def _finish(self, process: BatchProcess, status: SchedulerStatus | None) -> None:
         recorded = process.files.read_exitcode()

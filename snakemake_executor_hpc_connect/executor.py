@@ -27,6 +27,7 @@ from hpc_connect import HPCProcess, JobState, get_backend
 from hpc_connect.errors import HPCConnectError, InvalidJobError
 from hpc_connect.private import private_dir
 
+from .allocation import allocation_backend
 from .logs import delete_older_than, log_path, safe
 from .mpi import add_rule_defaults, mpi_default, user_default_resources
 from .reattach import Reattach
@@ -58,6 +59,9 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             options["polling_interval"] = settings.polling_interval
         try:
             self.backend = get_backend(settings.backend or None, **options)
+            if settings.allocation:
+                self.backend = allocation_backend(self.backend, settings.allocation,
+                                                  settings.max_allocations)
             self.mpi = mpi_default(settings.launcher or self.backend.launcher)
         except HPCConnectError as exc:
             raise WorkflowError(f"hpc-connect: {exc}") from None
@@ -216,8 +220,12 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             usage=getattr(process, "usage", None), log=info.aux["log"]))
 
     def shutdown(self) -> None:
-        """Write the efficiency report and delete old logs, after Snakemake's own shutdown."""
+        """After Snakemake's own shutdown: release what the backend holds (allocations),
+        write the efficiency report, delete old logs."""
         super().shutdown()
+        close = getattr(self.backend, "close", None)
+        if callable(close):
+            close()
         report, self.report = self.report, None  # shutdown may come twice (cancel)
         if report is not None:
             try:

@@ -113,3 +113,21 @@ class ExecutorSettings(ExecutorSettingsBase):  # type: ignore[misc]
                   "days from the log folder (default 10; 0 or less: keep all).",
                   "env_var": True},
     )
+    allocation: Optional[str] = field(  # noqa: UP045
+        default=None,
+        metadata={
+            "help": "Run every job as a step inside allocations instead of one scheduler "
+            "job each: \"nodes=1,cpus=8,runtime=120\" (keys nodes, cpus, gpus, runtime in "
+            "minutes or like '2h'), or \"current\" for the allocation Snakemake runs in. "
+            "Slurm only.",
+            "env_var": True,
+        },
+    )
+    max_allocations: Optional[int] = field(  # noqa: UP045
+        default=None,
+        metadata={
+            "help": "With --hpc-connect-allocation: at most this many allocations at once, "
+            "acquired as work demands (default 1).",
+            "env_var": True,
+        },
+    )

@@ -60,27 +60,27 @@ def test_transient_errors_retried_jobs_complete(
 ) -> None:
     """sbatch, squeue and scancel failing with "Socket timed out" are retried with
     backoff: each job is submitted exactly once, three whole status cycles of failures
-    (9 squeue calls) leave every job's state unchanged even after the jobs have ended,
-    and the jobs then finish with their true return codes (0 and 7); a cancel whose
-    scancel fails twice still cancels the job and its process."""
+    (9 squeue calls) leave a held job pending (never failed or lost) while the ended jobs
+    are known from their exit-status files alone, with their true return codes (0 and
+    7); a cancel whose scancel fails twice still cancels the job and its process."""
     tag = uuid.uuid4().hex[:8]
     flaky.fail_next("sbatch", 2)
     ok = slurm.submit(f"ok-{tag}", ["sleep 1", "echo fine"])
     seven = slurm.submit(f"seven-{tag}", ["sleep 1", "exit 7"])
     assert flaky.injected("sbatch") == 2 and len(flaky.successes("sbatch")) == 2
     assert {out.split(";")[0] for out in flaky.successes("sbatch")} == {ok.jobid, seven.jobid}
+    held = slurm.submit(f"held-{tag}", ["true"], submit_flags=["--hold"])
 
     flaky.fail_next("squeue", 9)  # 3 cycles x (1 try + 2 retries)
-    slurm.poll_many([ok, seven])
-    assert wait_until(
-        lambda: ok.files.exitcode.exists() and seven.files.exitcode.exists(),
-        timeout=180,
-        interval=0.5,
-    ), "jobs never ran"
-    for _ in range(2):
-        slurm.poll_many([ok, seven])
+    for _ in range(3):
+        slurm.poll_many([ok, seven, held])
+        time.sleep(slurm.status_interval)
     assert flaky.injected("squeue") == 9
-    assert not ok.done and not seven.done, (ok, seven)  # a failed query changes nothing
+    assert held.state is JobState.PENDING  # a failed query changes nothing
+    for proc in (ok, seven):
+        assert proc.state in (JobState.PENDING, JobState.RUNNING, JobState.COMPLETED,
+                              JobState.FAILED), proc
+    held.cancel()
 
     poll_until_done(slurm, [ok, seven])
     assert (ok.state, ok.returncode) == (JobState.COMPLETED, 0)
@@ -94,12 +94,12 @@ def test_transient_errors_retried_jobs_complete(
     flaky.fail_next("scancel", 2)
     victim.cancel()
     assert victim.state is JobState.CANCELLED
-    assert flaky.injected("scancel") == 2 and flaky.calls("scancel") == 3
+    assert flaky.injected("scancel") == 2 and flaky.calls("scancel") == 1 + 3  # held's first
     assert wait_until(lambda: not processes_with(marker), timeout=60, interval=0.2), marker
     assert wait_until(lambda: not active_jobs_under(tmp_path), timeout=60, interval=0.5)
 
     names = [name for _, name, _ in slurm_jobs_under(tmp_path)]
-    assert sorted(names) == sorted([f"ok-{tag}", f"seven-{tag}", f"cancel-{tag}"])
+    assert sorted(names) == sorted([f"ok-{tag}", f"seven-{tag}", f"held-{tag}", f"cancel-{tag}"])
     assert not duplicates(names)
 
 

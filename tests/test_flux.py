@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from fixtures.fakebin import FakeBin, fixture
 
+from hpc_connect import HPCProcess
 from hpc_connect.builtin_backends.flux import FluxBackend, f58_encode, parse_id
 from hpc_connect.errors import SubmitError
 from hpc_connect.job import JobSpec
@@ -24,7 +26,21 @@ IDS = [6731191091817518 + i * 1000003 for i in range(5)]
 
 
 def backend(tmp_path: Path) -> FluxBackend:
-    return FluxBackend(workdir=tmp_path, retry_delay=0.001, lost_grace=0)
+    # polling_interval: the scheduler is asked on every poll
+    return FluxBackend(workdir=tmp_path, retry_delay=0.001, lost_grace=0, polling_interval=0.001)
+
+
+def hide_status_files(procs: list[HPCProcess]) -> Callable[[list[HPCProcess]], None]:
+    """The fake submit ran each script at once, so its exit-status file exists and the
+    fast path would finish the job without a query; hide the files (as for jobs that
+    have not run yet) and return the function that shows them again."""
+    for p in procs:
+        p.files.exitcode.rename(p.files.exitcode.with_suffix(".hidden"))  # type: ignore[attr-defined]
+
+    def show(again: list[HPCProcess]) -> None:
+        for p in again:
+            p.files.exitcode.with_suffix(".hidden").rename(p.files.exitcode)  # type: ignore[attr-defined]
+    return show
 
 
 def test_registry_and_f58() -> None:
@@ -94,18 +110,20 @@ def test_flow_one_flux_jobs_per_cycle(tmp_path: Path, monkeypatch: pytest.Monkey
                                             ("slow", "true"), ("killed", "true"),
                                             ("gone", "exit 2"))]
     ids = [p.jobid for p in procs]
+    show = hide_status_files(procs[:4])
     fake.respond("flux-jobs", {"stdout": fixture("flux", "flux_jobs_running.json")})
     b.poll_many(procs)
     assert [p.state for p in procs[:4]] == [JobState.RUNNING, JobState.PENDING,
                                             JobState.RUNNING, JobState.PENDING]
-    assert procs[4].state is JobState.FAILED and procs[4].returncode == 2  # left out
+    assert procs[4].state is JobState.FAILED and procs[4].returncode == 2  # from its file
+    show(procs[:2])  # slow and killed: ended by Flux, no file
     fake.respond("flux-jobs", {"stdout": fixture("flux", "flux_jobs_finished.json")})
     b.poll_many(procs)
     assert [(p.state, p.returncode) for p in procs[:4]] == [
         (JobState.COMPLETED, 0), (JobState.FAILED, 3), (JobState.TIMED_OUT, -9),
         (JobState.CANCELLED, -128)]
-    assert fake.calls("flux-jobs") == [["flux-jobs", "jobs", "-a", "--json", *ids],
-                                       ["flux-jobs", "jobs", "-a", "--json", *ids[:4]]]
+    assert fake.calls("flux-jobs") == [["flux-jobs", "jobs", "-a", "--json", *ids[:4]],
+                                       ["flux-jobs", "jobs", "-a", "--json", *ids[2:4]]]
     fake.respond("flux-batch", {"rc": 1, "stderr": "flux-batch: ERROR: Resource "
                                 "temporarily unavailable\n"}, {"stdout": "ƒuZZybuNNy\n"})
     more = [b.submit("x", ["true"]), b.submit("y", ["true"])]

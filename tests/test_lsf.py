@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from fixtures.fakebin import FakeBin, fixture
 
+from hpc_connect import HPCProcess
 from hpc_connect.builtin_backends.lsf import LSFBackend
 from hpc_connect.errors import SubmitError
 from hpc_connect.job import JobSpec
@@ -23,7 +25,21 @@ ODD = "it's a \"job\" $(touch pwned) `x`"
 
 
 def backend(tmp_path: Path, **kw: object) -> LSFBackend:
+    kw.setdefault("polling_interval", 0.001)  # the scheduler is asked on every poll
     return LSFBackend(workdir=tmp_path, retry_delay=0.001, lost_grace=0, **kw)  # type: ignore[arg-type]
+
+
+def hide_status_files(procs: list[HPCProcess]) -> Callable[[list[HPCProcess]], None]:
+    """The fake submit ran each script at once, so its exit-status file exists and the
+    fast path would finish the job without a query; hide the files (as for jobs that
+    have not run yet) and return the function that shows them again."""
+    for p in procs:
+        p.files.exitcode.rename(p.files.exitcode.with_suffix(".hidden"))  # type: ignore[attr-defined]
+
+    def show(again: list[HPCProcess]) -> None:
+        for p in again:
+            p.files.exitcode.with_suffix(".hidden").rename(p.files.exitcode)  # type: ignore[attr-defined]
+    return show
 
 
 def test_registry_names() -> None:
@@ -89,6 +105,7 @@ def test_flow_one_bjobs_per_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     procs = [b.submit(n, [c]) for n, c in names]
     ids = [p.jobid for p in procs]
     assert ids == ["1001", "1002", "1003", "1004", "1005"]
+    show = hide_status_files(procs)
     shift = {f"200{i}": f"100{i}" for i in range(1, 6)}
 
     def recorded(name: str) -> str:
@@ -103,14 +120,15 @@ def test_flow_one_bjobs_per_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     b.poll_many(procs)
     assert [p.state for p in procs] == [JobState.RUNNING, JobState.PENDING, JobState.RUNNING,
                                         JobState.PENDING, JobState.PENDING]
+    show([procs[0], procs[1], procs[4]])  # slow and killed: ended by LSF, no file
     fake.respond("bjobs", {"stdout": recorded("bjobs_finished.json"), "rc": 255})
     b.poll_many(procs)
     assert [(p.state, p.returncode) for p in procs] == [
         (JobState.COMPLETED, 0), (JobState.FAILED, 3), (JobState.TIMED_OUT, 140),
         (JobState.CANCELLED, 130), (JobState.FAILED, 6)]
     assert "TERM_OWNER" in procs[3].reason
-    assert fake.calls("bjobs") == [
-        ["bjobs", "-o", "jobid stat exit_code exit_reason", "-json", "-a", *ids]] * 2
+    query = ["bjobs", "-o", "jobid stat exit_code exit_reason", "-json", "-a"]
+    assert fake.calls("bjobs") == [[*query, *ids], [*query, *ids[2:4]]]  # others: their files
 
 
 def test_cancel_one_bkill_and_transient_submit(tmp_path: Path,

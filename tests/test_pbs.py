@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from fixtures.fakebin import FakeBin, fixture
 
 import hpc_connect
+from hpc_connect import HPCProcess
 from hpc_connect.builtin_backends.pbs import PBSBackend, parse_qstat_text
 from hpc_connect.errors import ConfigError, SubmitError
 from hpc_connect.job import JobSpec
@@ -24,7 +26,21 @@ ODD = "it's a \"job\" $(touch pwned) `x`"
 
 
 def backend(tmp_path: Path, **kw: object) -> PBSBackend:
+    kw.setdefault("polling_interval", 0.001)  # the scheduler is asked on every poll
     return PBSBackend(workdir=tmp_path, retry_delay=0.001, lost_grace=0, **kw)  # type: ignore[arg-type]
+
+
+def hide_status_files(procs: list[HPCProcess]) -> Callable[[list[HPCProcess]], None]:
+    """The fake submit ran each script at once, so its exit-status file exists and the
+    fast path would finish the job without a query; hide the files (as for jobs that
+    have not run yet) and return the function that shows them again."""
+    for p in procs:
+        p.files.exitcode.rename(p.files.exitcode.with_suffix(".hidden"))  # type: ignore[attr-defined]
+
+    def show(again: list[HPCProcess]) -> None:
+        for p in again:
+            p.files.exitcode.with_suffix(".hidden").rename(p.files.exitcode)  # type: ignore[attr-defined]
+    return show
 
 
 def test_registry_names() -> None:
@@ -126,10 +142,12 @@ def test_flow_one_qstat_per_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     procs = [b.submit(n, [c]) for n, c in
              (("ok", "true"), ("three", "exit 3"), ("slow", "sleep 0"), ("killed", "true"))]
     assert [p.jobid for p in procs] == [f"100{i}.pbs-server" for i in range(1, 5)]
+    show = hide_status_files(procs)
     fake.respond("qstat", {"stdout": fixture("pbs", "qstat_running.json")})
     b.poll_many(procs)
     assert [p.state for p in procs] == [JobState.RUNNING, JobState.PENDING,
                                         JobState.RUNNING, JobState.PENDING]
+    show(procs[:2])  # slow and killed: ended by PBS, no file
     fake.respond("qstat", {"stdout": fixture("pbs", "qstat_finished.json")})
     b.poll_many(procs)
     assert [(p.state, p.returncode) for p in procs] == [
@@ -137,7 +155,8 @@ def test_flow_one_qstat_per_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         (JobState.CANCELLED, -15)]
     assert procs[1].reason == "exit code 3"
     ids = [p.jobid for p in procs]
-    assert fake.calls("qstat") == [["qstat", "-f", "-F", "json", "-x", *ids]] * 2
+    query = ["qstat", "-f", "-F", "json", "-x"]
+    assert fake.calls("qstat") == [[*query, *ids], [*query, *ids[2:]]]  # ok, three: files
 
 
 def test_unknown_ids_do_not_freeze_states(tmp_path: Path,

@@ -247,7 +247,8 @@ def test_missing_output_folder_is_eqw_failure(sge: SGEBackend, tmp_path: Path) -
 
 
 def _job_processes(marker: str) -> list[psutil.Process]:
-    return [p for p in processes_with(marker) if "sleep" in " ".join(p.cmdline())]
+    # the command line captured by the scan: the process may be a zombie by now
+    return [p for p in processes_with(marker) if "sleep" in " ".join(p.info["cmdline"] or [])]
 
 
 @pytest.mark.sge
@@ -274,7 +275,7 @@ def test_cancel_kills_setsid_children(sge: SGEBackend, tmp_path: Path) -> None:
     proc.cancel()
     try:
         assert wait_until(lambda: not _job_processes(marker), timeout=30), \
-            f"left behind: {[p.cmdline() for p in _job_processes(marker)]}"
+            f"left behind: {[p.info['cmdline'] for p in _job_processes(marker)]}"
     finally:
         for p in _job_processes(marker):
             p.send_signal(signal.SIGKILL)

@@ -294,7 +294,8 @@ def test_submitn_many_jobs(slurm: SlurmBackend) -> None:
 @pytest.mark.slurm
 def test_poll_many_one_squeue_per_cycle(slurm: SlurmBackend, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """poll_many over 10 jobs runs exactly one squeue per cycle (counted by a PATH wrapper)."""
+    """poll_many over 10 jobs runs exactly one squeue per cycle (counted by a PATH wrapper);
+    a cycle is ``status_interval`` long, polls in between only read exit-status files."""
     procs = slurm.submitn([f"held-{i}" for i in range(10)], [["true"]] * 10,
                           submit_flags=["--hold"])
     try:
@@ -303,6 +304,8 @@ def test_poll_many_one_squeue_per_cycle(slurm: SlurmBackend, tmp_path: Path,
         before = slurm.queries
         for _ in range(3):
             slurm.poll_many(procs)
+            slurm.poll_many(procs)  # within the cycle: no query
+            time.sleep(slurm.status_interval)
         assert calls(bindir, "squeue") == 3 and slurm.queries - before == 3
         assert all(p.state is JobState.PENDING for p in procs)
     finally:
@@ -322,6 +325,7 @@ def test_transient_status_error_keeps_state(slurm: SlurmBackend, tmp_path: Path,
                                           'send/recv operation" >&2; exit 1')
         monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
         for _ in range(5):
+            time.sleep(slurm.status_interval)  # one status cycle
             assert p.poll() is None
         assert p.state is JobState.PENDING and calls(bindir, "squeue") == 15  # 3 tries a cycle
     finally:

@@ -184,7 +184,7 @@ rule long:
             proc.wait()
     assert proc.returncode != 0
     assert wait_until(lambda: not processes_with(marker), timeout=30, interval=0.2), (
-        [p.cmdline() for p in processes_with(marker)], err[-2000:])
+        [p.info["cmdline"] for p in processes_with(marker)], err[-2000:])
     if backend == "slurm":
         assert wait_until(lambda: not squeue_jobs_under(tmp_path), timeout=60, interval=0.5), (
             squeue_jobs_under(tmp_path))

@@ -41,6 +41,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from ..allocation import Allocation, AllocationRequest
 from ..batch import BatchBackend, BatchProcess, SchedulerStatus
 from ..errors import SchedulerError, SubmitError
 from ..flagcheck import reject_repeated
@@ -316,6 +317,19 @@ class SlurmBackend(BatchBackend):
                 process.set_state(JobState.PENDING if state in _PENDING else JobState.RUNNING)
                 found.append(process)
         return found
+
+    # ---- allocation mode ------------------------------------------------------------------
+    def allocate(self, *, nodes: int | None = None, cpus: int | None = None,
+                 gpus: int | None = None, qtime: float | None = None,
+                 submit_flags: Sequence[str] | None = None, current: bool = False,
+                 ) -> Allocation:
+        """A holder job (or, with ``current``, the job this runs in) whose ``.backend`` runs
+        each job as an ``srun --exact`` step (``slurm_allocation.py``)."""
+        from .slurm_allocation import SlurmAllocation
+
+        request = AllocationRequest(nodes=nodes, cpus=cpus, gpus=gpus, qtime=qtime,
+                                    submit_flags=submit_flags)
+        return SlurmAllocation(self, request, current=current)
 
     # ---- cancel ---------------------------------------------------------------------------
     def cancel_argv(self, jobids: Sequence[str]) -> list[str]:
