@@ -39,26 +39,14 @@ import attrs
 
 from .backend import HPCBackend, _exit_on_signal
 from .errors import HPCConnectError, InvalidJobError
-from .job import JobSpec, _count, _flags, _qtime
+from .job import JobSpec, _cpus, _flags, _gpus, _nodes, _qtime
 from .process import HPCProcess, JobState, signal_reason
 from .script import JobFiles, write_script
-from .script_backend import ScriptBackend
+from .script_backend import ScriptBackend, ScriptProcess
 
 
 class AllocationError(HPCConnectError):
     """The allocation could not be acquired, or ended before it ran."""
-
-
-def _nodes(value: Any) -> int | None:
-    return _count("nodes", value)
-
-
-def _cpus(value: Any) -> int | None:
-    return _count("cpus", value)
-
-
-def _gpus(value: Any) -> int | None:
-    return _count("gpus", value, 0)
 
 
 @attrs.frozen(kw_only=True)
@@ -87,14 +75,11 @@ def step_cpus(spec: JobSpec) -> int:
     return spec.cpus or spec.tasks or 1
 
 
-class StepProcess(HPCProcess):
+class StepProcess(ScriptProcess):
     """A job that runs (or waits to run) as one step of an allocation."""
 
-    spec: JobSpec
-
     def __init__(self, backend: StepBackend, spec: JobSpec, jobid: str, files: JobFiles) -> None:
-        super().__init__(backend, spec, jobid)
-        self.files = files
+        super().__init__(backend, spec, jobid, files)
         self.popen: subprocess.Popen[bytes] | None = None
         self.launcher_log = files.script.with_name(files.script.name + ".launcher")
 

@@ -40,8 +40,7 @@ from .jobref import resolve
 from .private import current_umask
 from .process import HPCProcess, JobState, signal_reason
 from .script import JobFiles, submit_environment, write_script
-from .script_backend import ScriptBackend
-from .usage import Usage
+from .script_backend import ScriptBackend, ScriptProcess
 
 log = logging.getLogger("hpc_connect")
 
@@ -54,23 +53,12 @@ class SchedulerStatus:
     reason: str = ""
 
 
-class BatchProcess(HPCProcess):
+class BatchProcess(ScriptProcess):
     """A job held by a batch scheduler."""
 
-    spec: JobSpec
-
     def __init__(self, backend: HPCBackend, spec: JobSpec, jobid: str, files: JobFiles) -> None:
-        super().__init__(backend, spec, jobid)
-        self.files = files
+        super().__init__(backend, spec, jobid, files)
         self.misses = 0
-        self._usage: Usage | None = None
-
-    @property
-    def usage(self) -> Usage | None:
-        """Elapsed, CPU time and peak RSS the job script recorded (None: nothing recorded)."""
-        if self._usage is None and self.done:
-            self._usage = self.files.read_usage()
-        return self._usage
         self.signalled: bool = False  # its file records a death by signal: the scheduler says why
 
 

@@ -18,6 +18,27 @@ from .backend import HPCBackend
 from .group import ProcessGroup, per_job
 from .job import JobSpec
 from .process import HPCProcess
+from .script import JobFiles
+from .usage import Usage
+
+
+class ScriptProcess(HPCProcess):
+    """A job run from a script hpc_connect wrote: its files, and the usage its script
+    recorded next to its exit status."""
+
+    spec: JobSpec
+
+    def __init__(self, backend: HPCBackend, spec: JobSpec, jobid: str, files: JobFiles) -> None:
+        super().__init__(backend, spec, jobid)
+        self.files = files
+        self._usage: Usage | None = None
+
+    @property
+    def usage(self) -> Usage | None:
+        """Elapsed, CPU time and peak RSS the job script recorded (None: nothing recorded)."""
+        if self._usage is None and self.done:
+            self._usage = self.files.read_usage()
+        return self._usage
 
 
 class ScriptBackend(HPCBackend):

@@ -24,8 +24,7 @@ from ..job import JobSpec
 from ..private import create_private
 from ..process import HPCProcess, JobState, signal_reason
 from ..script import JobFiles, write_script
-from ..script_backend import ScriptBackend
-from ..usage import Usage
+from ..script_backend import ScriptBackend, ScriptProcess
 from . import shell_attach
 
 
@@ -74,26 +73,15 @@ def _alive(pid: int) -> bool:
     return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] != b"Z"
 
 
-class ShellProcess(HPCProcess):
+class ShellProcess(ScriptProcess):
     """A local job: the ``Popen`` of its script and the files it writes."""
-
-    spec: JobSpec
 
     def __init__(self, backend: HPCBackend, spec: JobSpec, popen: subprocess.Popen[bytes],
                  files: JobFiles) -> None:
-        super().__init__(backend, spec, str(popen.pid))
+        super().__init__(backend, spec, str(popen.pid), files)
         self.popen = popen
-        self.files = files
         self.state = JobState.RUNNING
         self.started_at = time.monotonic()
-        self._usage: Usage | None = None
-
-    @property
-    def usage(self) -> Usage | None:
-        """Elapsed, CPU time and peak RSS the job script recorded (None: nothing recorded)."""
-        if self._usage is None and self.done:
-            self._usage = self.files.read_usage()
-        return self._usage
 
 
 _BACKENDS: weakref.WeakSet[ShellBackend] = weakref.WeakSet()

@@ -19,6 +19,7 @@ from ..job import JobSpec
 from ..jobref import JobRef, resolve
 from ..process import HPCProcess, JobState, signal_reason
 from ..script import JobFiles
+from ..script_backend import ScriptProcess
 
 if TYPE_CHECKING:
     from .shell import ShellBackend
@@ -55,13 +56,12 @@ def incarnation(pid: int, *, zombies: bool = False) -> str | None:
     return f"{_boot_id()}/{fields[19].decode()}"  # field 22 of stat: start time in ticks
 
 
-class AttachedShellProcess(HPCProcess):
+class AttachedShellProcess(ScriptProcess):
     """A shell job of an earlier process: pid, incarnation token and files."""
 
     def __init__(self, backend: ShellBackend, spec: JobSpec, ref: JobRef,
                  files: JobFiles) -> None:
-        super().__init__(backend, spec, ref.jobid)
-        self.files = files
+        super().__init__(backend, spec, ref.jobid, files)
         self.token = ref.token
         self.pid = int(ref.jobid) if ref.jobid.isdigit() else -1
 
