@@ -85,7 +85,7 @@ class AllocationPool(ScriptBackend):
     def submit_spec(self, spec: JobSpec) -> PoolJob:
         with self._lock:
             self._count += 1
-            job = PoolJob(self, spec, f"pool:{self._count}")
+            job = PoolJob(self, spec, f"pool-{self._count}")
             self._waiting.append(job)
             self._jobs.append(job)
             self._dispatch()

@@ -97,6 +97,22 @@ class BatchBackend(ScriptBackend):
         self._run = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         self._count = 0
 
+    @property
+    def polling_frequency(self) -> float:
+        """Seconds between scheduler queries: the seed-era name of the configured
+        ``polling_interval`` (polling more often only reads the jobs' status files)."""
+        return self.status_interval
+
+    @polling_frequency.setter
+    def polling_frequency(self, seconds: float) -> None:
+        self.status_interval = float(seconds)
+        self.polling_interval = min(self.file_check_interval, self.status_interval)
+
+    def final_exit(self, code: int) -> bool:
+        """Whether an exit code the job script recorded is the job's end (a signal's
+        ``-N`` or ``128+N`` is not: the scheduler says why, e.g. a time limit)."""
+        return 0 <= code <= 128
+
     # ---- what each scheduler supplies -------------------------------------------------
     @abc.abstractmethod
     def directives(self, spec: JobSpec, files: JobFiles) -> list[str]:
@@ -295,7 +311,7 @@ class BatchBackend(ScriptBackend):
         """Make ``process`` final if its script recorded a plain exit code; a recorded
         death by signal marks it ``signalled`` (the scheduler says why)."""
         recorded = process.files.read_exitcode()
-        if recorded is not None and 0 <= recorded <= 128:
+        if recorded is not None and self.final_exit(recorded):
             process.set_state(JobState.COMPLETED if recorded == 0 else JobState.FAILED,
                               recorded, "" if recorded == 0 else f"exit code {recorded}")
         elif recorded is not None:

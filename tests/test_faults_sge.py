@@ -158,18 +158,21 @@ def poll_until_done(backend: SGEBackend, procs: list[hpc_connect.HPCProcess],
 
 def test_flaky_qsub_qstat(sge: SGEBackend, flaky: FlakyBin) -> None:
     """qsub failing twice and three whole status cycles of failing qstat (9 calls) are
-    retried: each job submitted once, states never turn failed or lost, and the jobs end
-    with their true return codes (0 and 7)."""
+    retried: each job submitted once, a job qstat cannot report on (a held one) keeps its
+    state (never failed or lost), and the jobs end with their true return codes (0 and 7),
+    from their exit-status files."""
     flaky.fail_next("qsub", 2)
     ok = sge.submit("ok", ["sleep 1", "echo fine"])
     seven = sge.submit("seven", ["sleep 1", "exit 7"])
     assert flaky.injected("qsub") == 2 and len(flaky.successes("qsub")) == 2
+    held = sge.submit("held", ["true"], submit_flags=["-h"])
+    sge.status_interval = 0  # every poll_many asks qstat
     flaky.fail_next("qstat", 9)
-    assert wait_until(lambda: ok.files.exitcode.exists() and seven.files.exitcode.exists(),
-                      timeout=120, interval=0.5)
     for _ in range(3):
-        sge.poll_many([ok, seven])
-        assert not ok.done and not seven.done
+        sge.poll_many([held])
+        assert held.state is JobState.PENDING
+    assert flaky.injected("qstat") == 9
+    held.cancel()
     poll_until_done(sge, [ok, seven])
     assert (ok.returncode, seven.returncode) == (0, 7)
     assert ok.state is JobState.COMPLETED and seven.state is JobState.FAILED
@@ -184,7 +187,10 @@ def test_lost_qsub_reply_not_duplicated(sge: SGEBackend, flaky: FlakyBin, tmp_pa
     proc = sge.submit("lost-reply", [f"sleep 3 # {marker}"])
     assert flaky.calls("qsub") == 1 and flaky.injected("qsub") == 1
     assert proc.wait(timeout=120) == 0
-    assert [jobid for jobid, _, _ in jobs_under(tmp_path)] == []
+    # the job's exit-status file ends it for us; Grid Engine lets it go a moment later
+    assert wait_until(lambda: not jobs_under(tmp_path), timeout=60, interval=0.5), \
+        jobs_under(tmp_path)
+    assert flaky.calls("qsub") == 1
 
 
 def test_lost_qsub_reply_job_already_finished(sge: SGEBackend, flaky: FlakyBin) -> None:
@@ -204,16 +210,18 @@ def test_lost_qsub_reply_job_already_finished(sge: SGEBackend, flaky: FlakyBin) 
 
 
 def test_one_qstat_per_cycle_with_100_jobs(sge: SGEBackend, flaky: FlakyBin) -> None:
-    """100 jobs: each status cycle runs exactly one qstat (plus at most one qacct, only
-    in cycles where jobs left without an exit status: none here)."""
+    """100 jobs: each status cycle runs at most one qstat for all of them (none in a cycle
+    that only reads the jobs' exit-status files) and no qacct (every job left its exit
+    status)."""
     procs = sge.submitn([f"n{i}" for i in range(100)], [["true"]] * 100)
     cycles = 0
     while not all(p.done for p in procs) and cycles < 600:
         before = {p: flaky.calls(p) for p in ("qstat", "qacct")}
         sge.poll_many(procs)
         cycles += 1
-        assert flaky.calls("qstat") - before["qstat"] == 1
+        assert flaky.calls("qstat") - before["qstat"] <= 1
         assert flaky.calls("qacct") - before["qacct"] == 0
         time.sleep(0.5)
     assert all(p.state is JobState.COMPLETED for p in procs), [p for p in procs if not p.done]
+    assert flaky.calls("qstat") >= 1
     print(f"100 jobs: {cycles} status cycles, {flaky.calls('qstat')} qstat calls")

@@ -205,7 +205,8 @@ def test_forged_status_file_ignored(tmp_path: Path, forgery: str,
                                     caplog: pytest.LogCaptureFixture) -> None:
     """A status file we did not write ("0": success) is ignored with a warning naming it:
     the job is declared lost, never completed. A genuine one is trusted (control)."""
-    backend = QuietBackend(workdir=tmp_path, lost_grace=0, retry_delay=0)
+    # polling_interval=0: every poll asks the (fake) scheduler, as lost_after counts queries
+    backend = QuietBackend(workdir=tmp_path, lost_grace=0, retry_delay=0, polling_interval=0)
     proc = backend.submit("s", ["true"])
     assert isinstance(proc, BatchProcess)
     status = proc.files.exitcode

@@ -128,7 +128,7 @@ def test_killed_snakemake_rerun_reattaches(
         assert (workdir / name).read_text() == "done\n"
     assert wait_until(lambda: not processes_with(sleep), timeout=30), sleep
     if backend == "slurm":
-        assert not active_jobs_under(workdir)
+        assert wait_until(lambda: not active_jobs_under(workdir), timeout=60, interval=0.5)
         assert len(slurm_jobs_under(workdir)) == 4  # one Slurm job per Snakemake job
     assert not list((workdir / RECORDS).iterdir())
 
@@ -177,7 +177,7 @@ def test_job_failed_while_dead_is_reported_and_retried(
     assert (workdir / "f.out").read_text() == "ok\n"
     if backend == "slurm":
         assert flaky.calls("sbatch") == 1
-        assert not active_jobs_under(workdir)
+        assert wait_until(lambda: not active_jobs_under(workdir), timeout=60, interval=0.5)
 
 
 # ---- a job the scheduler forgot --------------------------------------------------------
@@ -230,7 +230,7 @@ def test_forgotten_job_is_resubmitted_once(
     assert (workdir / "g.out").read_text() == "ok\n"
     if backend == "slurm":
         assert flaky.calls("sbatch") == 1
-        assert not active_jobs_under(workdir)
+        assert wait_until(lambda: not active_jobs_under(workdir), timeout=60, interval=0.5)
 
 
 # ---- a stale record never answers for a forced rerun ---------------------------------------

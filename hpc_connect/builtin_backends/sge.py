@@ -239,6 +239,11 @@ class SGEBackend(BatchBackend):
             spec = attrs.evolve(spec, variables=(*carried, *spec.variables))
         return super().submit_spec(spec)
 
+    def final_exit(self, code: int) -> bool:
+        """Exit 99 makes Grid Engine requeue the job and exit 100 holds it in ``Eqw``:
+        the job is not over until ``qstat`` says so (and the job is deleted)."""
+        return super().final_exit(code) and code not in (99, 100)
+
     def parse_jobid(self, stdout: str) -> str:
         match = _JOBID.fullmatch(last_line(stdout))
         if not match:
