@@ -1,5 +1,5 @@
 """Command lines: ``hpc-launch`` (kept fast: it runs before every parallel program)
-and ``hpc-connect`` (``info``, ``submit``)."""
+and ``hpc-connect`` (``info``, ``submit``, ``cancel --run``)."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def launch_main(argv: Sequence[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``hpc-connect info|submit``."""
+    """``hpc-connect info|submit|cancel``."""
     from . import commands
 
     try:
