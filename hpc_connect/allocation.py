@@ -49,6 +49,15 @@ class AllocationError(HPCConnectError):
     """The allocation could not be acquired, or ended before it ran."""
 
 
+MODES = ("agent", "steps")
+
+
+def _mode(value: object) -> str | None:
+    if value is None or (isinstance(value, str) and value in MODES):
+        return value
+    raise InvalidJobError(f"mode={value!r}: expected one of {', '.join(MODES)} (or None)")
+
+
 @attrs.frozen(kw_only=True)
 class AllocationRequest:
     """What to allocate, validated at the edge (``None``: the scheduler's default)."""
@@ -58,6 +67,9 @@ class AllocationRequest:
     gpus: int | None = attrs.field(default=None, converter=_gpus)
     qtime: float | None = attrs.field(default=None, converter=_qtime)
     submit_flags: tuple[str, ...] = attrs.field(default=(), converter=_flags)
+    #: how jobs run: ``"agent"`` (an agent in the holder job runs them: no scheduler call
+    #: per job), ``"steps"`` (each a scheduler step), None (the scheduler's choice)
+    mode: str | None = attrs.field(default=None, converter=_mode)
 
 
 @attrs.frozen
@@ -157,11 +169,7 @@ class StepBackend(ScriptBackend):
             if step_cpus(process.spec) > cpus or (process.spec.gpus or 0) > gpus:
                 return
             self._queue.popleft()
-            argv = self.allocation.step_argv(process.spec, process.files)
-            with open(process.launcher_log, "wb") as log:
-                process.popen = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    env=self.allocation.step_env(), start_new_session=True)
+            self._launch(process)
             process.set_state(JobState.RUNNING)
             self._running.append(process)
 
@@ -169,33 +177,72 @@ class StepBackend(ScriptBackend):
         """Reap ended steps (no scheduler query) and start queued jobs that now fit."""
         with self._lock:
             for process in list(self._running):
-                assert process.popen is not None
-                rc = process.popen.poll()
-                if rc is not None:
+                ended = self._ended(process)
+                if ended is not None:
                     self._running.remove(process)
-                    self._finish(process, rc)
+                    self._finish(process, *ended)
             self._start_queued()
 
-    def _finish(self, process: StepProcess, rc: int) -> None:
+    # ---- how a job starts, ends and is stopped (steps: a local launcher per job) ---------
+    def _launch(self, process: StepProcess) -> None:
+        """Start ``process`` in the allocation."""
+        argv = self.allocation.step_argv(process.spec, process.files)
+        with open(process.launcher_log, "wb") as log:
+            process.popen = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=self.allocation.step_env(), start_new_session=True)
+
+    def _ended(self, process: StepProcess) -> tuple[int, str] | None:
+        """``(status, why)`` once ``process`` has ended, else None. ``why``: ``exit``,
+        ``time-limit`` (its own), ``allocation-ended`` or ``cancelled``."""
+        assert process.popen is not None
+        rc = process.popen.poll()
+        if rc is None:
+            return None
         if rc == 0:
-            process.set_state(JobState.COMPLETED, 0)
-            return
+            return 0, "exit"
         said = _read(process.launcher_log)
-        if "DUE TO TIME LIMIT" in said and self.allocation.expired():
-            process.set_state(JobState.TIMED_OUT, rc,
-                              f"the time limit of allocation {self.allocation.jobid} was reached")
-        elif "DUE TO TIME LIMIT" in said:
+        if self.allocation.expired():
+            return rc, "allocation-ended"
+        return rc, "time-limit" if "DUE TO TIME LIMIT" in said else "exit"
+
+    def _stop(self, running: list[StepProcess]) -> None:
+        """End these running jobs and return once they have ended: SIGTERM to their
+        launchers, SIGKILL after ``cancel_grace``."""
+        for process in running:
+            assert process.popen is not None
+            with contextlib.suppress(ProcessLookupError):
+                process.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.cancel_grace
+        for process in running:
+            assert process.popen is not None
+            try:
+                process.popen.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.popen.pid, signal.SIGKILL)
+                process.popen.wait()
+
+    def _finish(self, process: StepProcess, rc: int, why: str) -> None:
+        if why == "allocation-ended":
+            deadline = self.allocation.geometry.deadline
+            process.set_state(JobState.TIMED_OUT, rc, (
+                f"the time limit of allocation {self.allocation.jobid} was reached"
+                if deadline is not None and time.monotonic() >= deadline - 5
+                else f"allocation {self.allocation.jobid} ended under the job"))
+        elif why == "time-limit":
             limit = f" of {process.spec.qtime:g}s" if process.spec.qtime else ""
             process.set_state(JobState.TIMED_OUT, rc, f"time limit{limit} reached")
-        elif self.allocation.expired():
-            process.set_state(JobState.TIMED_OUT, rc,
-                              f"allocation {self.allocation.jobid} ended (time limit reached)")
+        elif why == "cancelled":
+            process.set_state(JobState.CANCELLED, rc, "cancelled by user")
+        elif rc == 0:
+            process.set_state(JobState.COMPLETED, 0)
         else:
             process.set_state(JobState.FAILED, rc, signal_reason(rc))
 
     def cancel_many(self, processes: Iterable[HPCProcess]) -> None:
-        """Cancel exactly these jobs: queued ones never start; running steps are ended by
-        their launcher (SIGTERM; SIGKILL after ``cancel_grace``)."""
+        """Cancel exactly these jobs: queued ones never start; running ones are ended
+        (``_stop``) before this returns."""
         targets = {id(p) for p in processes if isinstance(p, StepProcess) and not p.done}
         with self._lock:
             queued = [p for p in self._queue if id(p) in targets]
@@ -203,19 +250,8 @@ class StepBackend(ScriptBackend):
                 self._queue.remove(process)
                 process.set_state(JobState.CANCELLED, -15, "cancelled by user")
             running = [p for p in self._running if id(p) in targets]
+            self._stop(running)
             for process in running:
-                assert process.popen is not None
-                with contextlib.suppress(ProcessLookupError):
-                    process.popen.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + self.cancel_grace
-            for process in running:
-                assert process.popen is not None
-                try:
-                    process.popen.wait(max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.popen.pid, signal.SIGKILL)
-                    process.popen.wait()
                 self._running.remove(process)
                 process.set_state(JobState.CANCELLED, -15, "cancelled by user")
             self._start_queued()
@@ -253,7 +289,7 @@ class Allocation(abc.ABC):
         self.current = current
         self.jobid = ""
         self._geometry: Geometry | None = None
-        self.backend = self.step_backend(self)
+        self.backend = self.make_backend()
         self._saved_sigterm: Any = None
 
     def __repr__(self) -> str:
@@ -276,6 +312,10 @@ class Allocation(abc.ABC):
     @abc.abstractmethod
     def step_argv(self, spec: JobSpec, files: JobFiles) -> list[str]:
         """The argv that runs ``files.script`` as one step with ``spec``'s resources."""
+
+    def make_backend(self) -> StepBackend:
+        """The backend that runs this allocation's jobs (default: ``step_backend``)."""
+        return self.step_backend(self)
 
     def step_spec(self, spec: JobSpec) -> JobSpec:
         """``spec`` as it runs in a step (e.g. with variables its own launcher needs)."""

@@ -228,9 +228,10 @@ class HPCBackend(abc.ABC):
     def allocate(self, *, nodes: int | None = None, cpus: int | None = None,
                  gpus: int | None = None, qtime: float | None = None,
                  submit_flags: Sequence[str] | None = None, current: bool = False,
-                 ) -> Allocation:
-        """One allocation for a ``with`` block; its ``.backend`` runs jobs as steps in it
-        (``current=True``: the allocation this program runs in). See ``hpc_connect.allocation``."""
+                 mode: str | None = None) -> Allocation:
+        """One allocation for a ``with`` block; its ``.backend`` runs jobs in it
+        (``current=True``: the allocation this program runs in; ``mode``: ``"agent"`` or
+        ``"steps"``). See ``hpc_connect.allocation``."""
         from .allocation import AllocationError
 
         raise AllocationError(f"backend {self.name!r} has no allocation mode (slurm has)")

@@ -1,8 +1,10 @@
 """``--hpc-connect-allocation``: every job of the workflow as a step inside allocations.
 
-``"nodes=1,cpus=8,runtime=120"`` (runtime in minutes, or a time like ``"2h"``): the
-executor acquires up to ``--hpc-connect-max-allocations`` such allocations as work
-demands and replaces one that expires; ``"current"`` uses the allocation Snakemake runs
+``"nodes=1,cpus=8,runtime=120"`` (runtime in minutes, or a time like ``"2h"``; add
+``mode=steps`` or ``mode=agent`` to choose how jobs run in it, see
+``hpc_connect.allocation``): the executor acquires up to
+``--hpc-connect-max-allocations`` such allocations as work demands and replaces one that
+expires; ``"current"`` uses the allocation Snakemake runs
 in. The core's ``AllocationPool`` does the work; this module only reads the setting.
 """
 
@@ -11,12 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from hpc_connect import HPCBackend, InvalidJobError
-from hpc_connect.allocation import Allocation
+from hpc_connect.allocation import Allocation, AllocationRequest
 from hpc_connect.allocation_pool import AllocationPool
 
 from .resources import runtime_seconds, whole
 
-KEYS = ("nodes", "cpus", "gpus", "runtime")
+KEYS = ("nodes", "cpus", "gpus", "runtime", "mode")
 
 
 def parse_allocation(text: str) -> dict[str, Any] | None:
@@ -33,7 +35,9 @@ def parse_allocation(text: str) -> dict[str, Any] | None:
         if key in kwargs or (key == "runtime" and "qtime" in kwargs):
             raise InvalidJobError(f"{where}: {key} given twice")
         try:
-            if key == "runtime":
+            if key == "mode":
+                kwargs["mode"] = AllocationRequest(mode=value).mode
+            elif key == "runtime":
                 kwargs["qtime"] = runtime_seconds(float(value) if _number(value) else value)
             else:
                 kwargs[key] = whole(key, value, minimum=0 if key == "gpus" else 1)

@@ -116,10 +116,10 @@ class ExecutorSettings(ExecutorSettingsBase):  # type: ignore[misc]
     allocation: Optional[str] = field(  # noqa: UP045
         default=None,
         metadata={
-            "help": "Run every job as a step inside allocations instead of one scheduler "
-            "job each: \"nodes=1,cpus=8,runtime=120\" (keys nodes, cpus, gpus, runtime in "
-            "minutes or like '2h'), or \"current\" for the allocation Snakemake runs in. "
-            "Slurm only.",
+            "help": "Run every job inside allocations instead of one scheduler job "
+            "each: \"nodes=1,cpus=8,runtime=120\" (keys nodes, cpus, gpus, runtime in "
+            "minutes or like '2h', and mode=agent or mode=steps), or \"current\" for the "
+            "allocation Snakemake runs in. Slurm only.",
             "env_var": True,
         },
     )

@@ -131,7 +131,8 @@ def test_current_allocation(tmp_path: Path, slurm_cluster: str) -> None:
 
 @pytest.mark.parametrize(("value", "words"), [
     ("nodes=x", "--hpc-connect-allocation='nodes=x': resource nodes='x': expected a whole"),
-    ("cpus=4,queue=q", "'queue=q' is not one of nodes=, cpus=, gpus=, runtime="),
+    ("cpus=4,queue=q", "'queue=q' is not one of nodes=, cpus=, gpus=, runtime=, mode="),
+    ("cpus=4,mode=pilot", "mode='pilot': expected one of agent, steps"),
 ])
 def test_bad_allocation_value_stops_before_any_job(tmp_path: Path, value: str,
                                                    words: str) -> None:
@@ -162,6 +163,7 @@ def test_setting_parsed_to_allocate_arguments() -> None:
                                                               "qtime": 7200.0}
     assert parse_allocation(" gpus=0 , runtime=2h ") == {"gpus": 0, "qtime": 7200.0}
     assert parse_allocation("Current") is None
+    assert parse_allocation("cpus=2,mode=steps") == {"cpus": 2, "mode": "steps"}
     with pytest.raises(InvalidJobError, match="cpus given twice"):
         parse_allocation("cpus=1,cpus=2")
     with pytest.raises(InvalidJobError, match="runtime='soon'"):

@@ -322,13 +322,14 @@ class SlurmBackend(BatchBackend):
     def allocate(self, *, nodes: int | None = None, cpus: int | None = None,
                  gpus: int | None = None, qtime: float | None = None,
                  submit_flags: Sequence[str] | None = None, current: bool = False,
-                 ) -> Allocation:
+                 mode: str | None = None) -> Allocation:
         """A holder job (or, with ``current``, the job this runs in) whose ``.backend`` runs
-        each job as an ``srun --exact`` step (``slurm_allocation.py``)."""
+        each job through an agent in the holder (``mode="agent"``: the default for one
+        node without GPUs) or as an ``srun --exact`` step (``slurm_allocation.py``)."""
         from .slurm_allocation import SlurmAllocation
 
         request = AllocationRequest(nodes=nodes, cpus=cpus, gpus=gpus, qtime=qtime,
-                                    submit_flags=submit_flags)
+                                    submit_flags=submit_flags, mode=mode)
         return SlurmAllocation(self, request, current=current)
 
     # ---- cancel ---------------------------------------------------------------------------

@@ -1,10 +1,13 @@
-"""Slurm's allocation mode: one holder job, each job an ``srun --exact`` step in it.
+"""Slurm's allocation mode: one holder job; its jobs run by an agent or as steps.
 
-The holder is an ``sbatch`` job that sleeps until released (``scancel``); with
-``current=True`` the job the caller runs in (``SLURM_JOB_ID``) is used instead and
-never released. Each step is ``srun --jobid=<holder> --exact --ntasks=1
---cpus-per-task=<cpus>`` running the job script once; inside it ``SLURM_OVERLAP=1`` lets
-the rule's own ``srun -n <tasks>`` (MPI) start its tasks in the step's share.
+``mode="agent"`` (the default for one node without GPUs): the holder is an ``sbatch
+--nodes=1`` job running the agent (``hpc_connect/agent.py``), which starts each job
+script itself: no controller RPC per job. ``mode="steps"`` (the default for more nodes,
+GPUs, or ``current=True``): the holder sleeps until released (``scancel``) and each job
+is ``srun --jobid=<holder> --exact --ntasks=1 --cpus-per-task=<cpus>`` running the job
+script once. With ``current=True`` the job the caller runs in (``SLURM_JOB_ID``) is used
+and never released. In both modes ``SLURM_OVERLAP=1`` lets the rule's own ``srun -n
+<tasks>`` (MPI) start its tasks inside the allocation.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import attrs
 
+from ..agent_backend import AgentBackend, agent_command, make_spool
 from ..allocation import Allocation, AllocationError, Geometry, StepBackend, parse_duration
 from ..errors import SubmitError
 from ..job import JobSpec
@@ -33,6 +37,12 @@ _WAITING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "RESV_DEL_HOLD
 
 class SlurmStepBackend(StepBackend):
     """Jobs as ``srun`` steps of a Slurm allocation; MPI inside them uses ``srun``."""
+
+    launcher: ClassVar[str] = "srun"
+
+
+class SlurmAgentBackend(AgentBackend):
+    """Jobs run by the agent in a Slurm holder job; MPI inside them uses ``srun``."""
 
     launcher: ClassVar[str] = "srun"
 
@@ -63,13 +73,28 @@ class SlurmAllocation(Allocation):
     wait_interval: ClassVar[float] = 2.0
     parent: SlurmBackend
 
+    @property
+    def agent(self) -> bool:
+        """True if an agent in the holder runs the jobs (see the module docstring)."""
+        mode = self.request.mode
+        if mode is None:
+            return (not self.current and (self.request.nodes or 1) == 1
+                    and not self.request.gpus)
+        return mode == "agent"
+
+    def make_backend(self) -> StepBackend:
+        if self.current and self.request.mode == "agent":
+            raise AllocationError("slurm: mode='agent' needs a holder job of its own; "
+                                  "use mode='steps' with current=True")
+        return SlurmAgentBackend(self) if self.agent else SlurmStepBackend(self)
+
     def holder_argv(self, script: Path) -> list[str]:
         request = self.request
         argv = ["sbatch", "--parsable", f"--job-name=hpc-alloc-{self.parent._run}",
                 f"--output={literal_filename(script.with_suffix('.out'))}",
                 f"--chdir={script.parent}", "--export=ALL"]
-        if request.nodes:
-            argv.append(f"--nodes={request.nodes}")
+        if request.nodes or self.agent:
+            argv.append(f"--nodes={request.nodes or 1}")
         if request.cpus:
             argv.append(f"--ntasks={request.cpus}")
         if request.gpus:
@@ -88,8 +113,14 @@ class SlurmAllocation(Allocation):
         run = self.parent.run_dir() / self.parent._run
         run.mkdir(parents=True, exist_ok=True)
         script = run / f"alloc-{time.monotonic_ns()}.sh"
-        script.write_text("#!/bin/sh\n# hpc-connect allocation holder: sleeps until released\n"
-                          "exec sleep 2147483647\n")
+        backend = self.backend
+        if isinstance(backend, AgentBackend):
+            backend.spool = make_spool(run)
+            script.write_text("#!/bin/sh\n# hpc-connect allocation holder: the agent runs "
+                              f"its jobs until released\nexec {agent_command(backend.spool)}\n")
+        else:
+            script.write_text("#!/bin/sh\n# hpc-connect allocation holder: sleeps until "
+                              "released\nexec sleep 2147483647\n")
         argv = self.holder_argv(script)
         result = self.parent.run(argv, transient_only=True, env=self.parent.submit_env())
         if result.returncode != 0:
@@ -104,6 +135,8 @@ class SlurmAllocation(Allocation):
             fields = self._show()
             state = fields.get("JobState", "") if fields is not None else ""
             if state == "RUNNING":
+                if isinstance(backend, AgentBackend):
+                    backend.wait_started(lambda: self._holder_problem(script))
                 return
             if state and state not in _WAITING:
                 raise AllocationError(f"slurm: allocation {self.jobid} ended {state} "
@@ -111,6 +144,18 @@ class SlurmAllocation(Allocation):
                                       "before it ran")
             time.sleep(delay)
             delay = min(delay * 2, self.wait_interval)
+
+    def _holder_problem(self, script: Path) -> str | None:
+        """Why the holder job no longer runs (its state and output), or None if it runs."""
+        fields = self._show()
+        state = fields.get("JobState", "") if fields is not None else "gone"
+        if state == "RUNNING":
+            return None
+        try:
+            said = " ".join(script.with_suffix(".out").read_text(errors="replace").split())
+        except OSError:
+            said = ""
+        return f"holder job {self.jobid} {state}" + (f": {said[-300:]}" if said else "")
 
     def _show(self) -> dict[str, str] | None:
         """The holder's ``scontrol`` fields; None once Slurm no longer knows it."""
