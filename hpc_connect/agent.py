@@ -88,6 +88,9 @@ class Agent:
     def __init__(self, spool: Path) -> None:
         self.spool = spool
         self.jobs: dict[str, Job] = {}
+        #: the jobs' environment: ours, without the holder job's token (each job's script
+        #: ends its own processes; the holder's clean-up must not kill them mid-way)
+        self.env = {k: v for k, v in os.environ.items() if k != "HPC_CONNECT_JOB_TOKEN"}
         self.stop_signal = 0
         self.beat = 0.0
 
@@ -139,6 +142,7 @@ class Agent:
             with open(data["output"], "ab") as out, open(data["error"], "ab") as err:
                 popen = subprocess.Popen(
                     [str(a) for a in data["argv"]], cwd=data["cwd"], stdin=subprocess.DEVNULL,
+                    env=self.env,
                     stdout=out, stderr=subprocess.STDOUT if data["error"] == data["output"]
                     else err, start_new_session=True)
         except (OSError, KeyError, TypeError, ValueError) as exc:

@@ -103,8 +103,8 @@ class AgentBackend(StepBackend):
             rc, why = data.get("rc"), data.get("why")
             if not isinstance(rc, int) or why not in WHYS:
                 return 127, "exit"
-            if why == "allocation-ended" and not self.allocation.expired():
-                return rc, "exit"  # the agent was stopped, not by the allocation's end
+            if why == "allocation-ended":
+                self._gone = True  # the agent is stopping: it starts nothing more
             return rc, str(why)
         if self._gone:
             recorded = process.files.read_exitcode()

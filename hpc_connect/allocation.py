@@ -14,10 +14,11 @@ for room), a job that can never fit is refused at submission, and a step that en
 because the allocation reached its time limit is ``timed-out`` with that reason.
 
 A scheduler supplies an ``Allocation`` subclass: how to acquire, inspect and release
-the allocation, and the argv that starts one step in it (``step_argv``). Slurm's is in
-``builtin_backends/slurm_allocation.py``; PBS (``pbsdsh``/``mpiexec`` in the job), LSF
-(``blaunch``), SGE (``qrsh -inherit``) and Flux (``flux proxy`` + ``flux run``) fit the
-same three methods.
+the allocation, and how a job runs in it: ``step_argv`` (a step launcher per job) or,
+through ``make_backend``, an ``agent_backend.AgentBackend`` (an agent in the holder job
+starts the jobs: no scheduler call per job). Slurm's is in
+``builtin_backends/slurm_allocation.py`` (both ways); every other batch backend gets
+``agent_allocation.AgentAllocation`` (one node, through the agent).
 """
 
 from __future__ import annotations

@@ -234,7 +234,8 @@ class HPCBackend(abc.ABC):
         ``"steps"``). See ``hpc_connect.allocation``."""
         from .allocation import AllocationError
 
-        raise AllocationError(f"backend {self.name!r} has no allocation mode (slurm has)")
+        raise AllocationError(f"backend {self.name!r} has no allocation mode (the batch "
+                              "backends have)")
 
     def run_dir(self) -> Path:
         """The folder for this backend's scripts and logs when the caller names none."""

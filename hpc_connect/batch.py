@@ -29,7 +29,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -41,6 +41,9 @@ from .private import current_umask
 from .process import HPCProcess, JobState, signal_reason
 from .script import JobFiles, submit_environment, write_script
 from .script_backend import ScriptBackend, ScriptProcess
+
+if TYPE_CHECKING:
+    from .allocation import Allocation
 
 log = logging.getLogger("hpc_connect")
 
@@ -251,6 +254,19 @@ class BatchBackend(ScriptBackend):
             log.warning("%s failed for job %r (%s); retrying", argv[0], spec.name, message)
         raise SubmitError(f"{self.name}: {argv[0]} kept failing for job {spec.name!r} "
                           f"({self.retries + 1} attempts): {message}")
+
+    def allocate(self, *, nodes: int | None = None, cpus: int | None = None,
+                 gpus: int | None = None, qtime: float | None = None,
+                 submit_flags: Sequence[str] | None = None, current: bool = False,
+                 mode: str | None = None) -> Allocation:
+        """One node held by a job of this backend running the agent, whose ``.backend``
+        runs jobs there with no scheduler call per job (``agent_allocation.py``)."""
+        from .agent_allocation import AgentAllocation
+        from .allocation import AllocationRequest
+
+        request = AllocationRequest(nodes=nodes, cpus=cpus, gpus=gpus, qtime=qtime,
+                                    submit_flags=submit_flags, mode=mode)
+        return AgentAllocation(self, request, current=current)
 
     def attach(self, jobid: str) -> BatchProcess:
         """One status query for an earlier job; its exit-status file if the queue forgot it."""

@@ -119,7 +119,8 @@ class ExecutorSettings(ExecutorSettingsBase):  # type: ignore[misc]
             "help": "Run every job inside allocations instead of one scheduler job "
             "each: \"nodes=1,cpus=8,runtime=120\" (keys nodes, cpus, gpus, runtime in "
             "minutes or like '2h', and mode=agent or mode=steps), or \"current\" for the "
-            "allocation Snakemake runs in. Slurm only.",
+            "allocation Snakemake runs in. Batch backends; more than one node, mode=steps "
+            "and current: Slurm only.",
             "env_var": True,
         },
     )

@@ -37,8 +37,8 @@ def test_durations_and_geometry_parse() -> None:
 
 def test_backends_without_allocation_mode_say_so() -> None:
     """A backend that supplies no allocation mode raises one clear error naming it."""
-    with pytest.raises(AllocationError, match="backend 'pbs' has no allocation mode"):
-        hpc_connect.get_backend("pbs").allocate(cpus=2)
+    with pytest.raises(AllocationError, match="backend 'shell' has no allocation mode"):
+        hpc_connect.get_backend("shell").allocate(cpus=2)
 
 
 def test_bad_request_is_refused_before_submitting() -> None:

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 from helpers import processes_with, wait_until
+from sge_jobs import jobs_under as sge_jobs_under
 from test_allocation_slurm import sleeps
 from test_snakemake_plugin import EXAMPLE, check_example, run, snakemake_argv, write_snakefile
 
 from hpc_connect import InvalidJobError
 
 SLURM = ["--hpc-connect-backend", "slurm"]
+PROFILE = Path(__file__).resolve().parent.parent / "examples" / "profiles" / "allocation"
 
 
 def jobs_under(folder: Path) -> set[str]:
@@ -51,12 +53,11 @@ class QueueWatch:
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_workflow_runs_in_one_allocation(tmp_path: Path, slurm_cluster: str) -> None:
-    """The example (its MPI rule, and its three count jobs as one group job) finishes
-    with every output; squeue shows one job for the whole run (the holder), which is gone
-    afterwards."""
+    """With examples/profiles/allocation, the example (its MPI rule, and its three count
+    jobs as one group job) finishes with every output; squeue shows one job for the whole
+    run (the holder), which is gone afterwards."""
     with QueueWatch(tmp_path) as watch:
-        result = run(tmp_path, EXAMPLE, *SLURM, "--jobs", "4",
-                     "--hpc-connect-allocation", "nodes=1,cpus=4,runtime=10",
+        result = run(tmp_path, EXAMPLE, "--profile", str(PROFILE), "--jobs", "4",
                      "--groups", "count=counts", "--group-components", "counts=3")
     check_example(tmp_path, result)
     assert "Group job counts" in result.stderr, result.stderr[-3000:]
@@ -168,3 +169,28 @@ def test_setting_parsed_to_allocate_arguments() -> None:
         parse_allocation("cpus=1,cpus=2")
     with pytest.raises(InvalidJobError, match="runtime='soon'"):
         parse_allocation("runtime=soon")
+
+
+@pytest.mark.sge
+@pytest.mark.slow
+def test_workflow_runs_in_one_grid_engine_allocation(tmp_path: Path, sge_cluster: str) -> None:
+    """Grid Engine: the example (its MPI rule through mpiexec) runs in one allocation held
+    by the agent's holder job: one qsub for the whole run, every output, nothing left."""
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.5):
+            seen.update(row[0] for row in sge_jobs_under(tmp_path))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        result = run(tmp_path, EXAMPLE, "--hpc-connect-backend", "sge", "--jobs", "4",
+                     "--hpc-connect-allocation", "cpus=4,runtime=10")
+    finally:
+        stop.set()
+        watcher.join()
+    check_example(tmp_path, result)
+    assert len(seen) == 1, seen
+    assert wait_until(lambda: not sge_jobs_under(tmp_path), timeout=120), sge_jobs_under(tmp_path)
