@@ -27,9 +27,9 @@
 (d) with ``--deferred`` (only (d) runs): a second cluster (``--deferred-dir``, default
     /tmp/hpc-connect-slurm-defer; slurmctld port ``--deferred-port``, default 6829) is
     started by tests/slurm/cluster.sh with ``SchedulerParameters=--deferred-parameters``
-    (default ``defer,sched_interval=10,sched_min_interval=6000000,bf_interval=10``: no
-    scheduling at submit time and at most one scheduler pass per 6 s, so each batch job
-    waits about 2-6 s to start, a busy cluster's queue latency). N jobs, ``--jobs 2``,
+    (default ``defer,sched_interval=20,sched_min_interval=10000000,bf_interval=20``: no
+    scheduling at submit time and at most one scheduler pass per 10 s, so each batch job
+    waits about 2-10 s to start, a busy cluster's queue latency). N jobs, ``--jobs 2``,
     per-job vs allocation mode (``cpus=2,runtime=60``); prints per-job / allocation and
     stops that cluster again (never the default one; the shared munged is left running).
 
@@ -181,7 +181,7 @@ def counting_sbatch(folder: Path) -> tuple[str, Path]:
 
 
 PER_JOB = ["--executor", "hpc-connect", "--hpc-connect-backend", "slurm"]
-DEFERRED = "defer,sched_interval=10,sched_min_interval=6000000,bf_interval=10"
+DEFERRED = "defer,sched_interval=20,sched_min_interval=10000000,bf_interval=20"
 
 
 def deferred(base: Path, n: int, state: Path, port: int, parameters: str) -> None:
