@@ -154,6 +154,13 @@ def snakemake_run(workdir: Path, n: int, args: list[str], *, python: str = sys.e
             proc.send_signal(signal.SIGINT)
             proc.wait()
             return math.inf
+        except KeyboardInterrupt:  # let Snakemake cancel its jobs before we go on
+            try:
+                proc.wait(30)  # a terminal's Ctrl-C reached it too
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGINT)
+                proc.wait()
+            raise
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"failed: {shlex.join(argv)}\n{(workdir / 'stderr.log').read_text()[-3000:]}")
@@ -202,6 +209,8 @@ def deferred(base: Path, n: int, state: Path, port: int, parameters: str) -> Non
     # munged serves every cluster on this node: stopping this one must not stop it
     (state / "run" / "munged.ours").unlink(missing_ok=True)
     env = {"SLURM_CONF": str(conf)}
+    cancel_all = ["scancel", f"--user={os.getuid()}"]  # this cluster is ours alone
+    subprocess.run(cancel_all, env={**os.environ, **env}, check=False)  # an earlier run's
     try:
         print(f"(d) N={n}, --jobs 2, SchedulerParameters={parameters} ({state}, port {port})",
               flush=True)
@@ -214,8 +223,7 @@ def deferred(base: Path, n: int, state: Path, port: int, parameters: str) -> Non
         print(f"  per-job / allocation = {times['per-job'] / times['allocation']:.3f}",
               flush=True)
     finally:
-        subprocess.run(["scancel", f"--user={os.getuid()}"], env={**os.environ, **env},
-                       check=False)
+        subprocess.run(cancel_all, env={**os.environ, **env}, check=False)
         subprocess.run(["bash", str(CLUSTER_SH), "stop"], env=cluster_env, check=False)
 
 
@@ -242,8 +250,10 @@ def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="hpc-connect-bench-alloc-", dir=os.getcwd()))
     n = opts.n
     if opts.deferred:
-        deferred(base, n, opts.deferred_dir, opts.deferred_port, opts.deferred_parameters)
-        shutil.rmtree(base, ignore_errors=True)
+        try:
+            deferred(base, n, opts.deferred_dir, opts.deferred_port, opts.deferred_parameters)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
         return 0
     runs: dict[str, Callable[[], float]] = {
         "sbatch floor": lambda: sbatch_floor(base / "sbatch", n),
@@ -309,4 +319,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
