@@ -15,10 +15,28 @@
     (``sbatch`` calls counted by a PATH wrapper). Targets: RPCs <= 1/20, submissions <= 2.
 (c) with ``--slurm-plugin-venv DIR`` (a venv holding snakemake-executor-plugin-slurm and
     nothing of ours, see issue 11): that plugin on (a)'s workflow, against per-job mode
-    (stopped after ``--plugin-timeout`` seconds; its stderr stays in the bench folder).
+    (stopped after ``--plugin-timeout`` seconds; then its stderr is kept in the bench
+    folder). The plugin's default status command is ``sacct`` whenever that program
+    exists, and on this cluster (accounting_storage/none) sacct exits 1 ("Slurm accounting
+    storage is disabled"): every status query fails, no job is ever seen finished and the
+    run stalls once the first 2 jobs are done. So (c) passes ``--slurm-status-command
+    squeue`` (reliable here: MinJobAge=300 s is above the plugin's 3 x first-check
+    threshold) and ``--slurm-init-seconds-before-status-checks S`` (``--plugin-status-seconds``,
+    default 5: our Slurm status pace; the plugin's own default is 40 s, and it adds 10 s
+    after each query that finds nothing finished).
+(d) with ``--deferred`` (only (d) runs): a second cluster (``--deferred-dir``, default
+    /tmp/hpc-connect-slurm-defer; slurmctld port ``--deferred-port``, default 6829) is
+    started by tests/slurm/cluster.sh with ``SchedulerParameters=--deferred-parameters``
+    (default ``defer,sched_interval=20,sched_min_interval=10000000,bf_interval=20``: no
+    scheduling at submit time and at most one scheduler pass per 10 s, so each batch job
+    waits about 2-10 s to start, a busy cluster's queue latency). N jobs, ``--jobs 2``,
+    per-job vs allocation mode (``cpus=2,runtime=60``); prints per-job / allocation and
+    stops that cluster again (never the default one; the shared munged is left running).
 
     SLURM_CONF=/tmp/hpc-connect-slurm/slurm.conf .venv/bin/python bench/allocation.py
-"""
+    SLURM_CONF=/tmp/hpc-connect-slurm/slurm.conf .venv/bin/python bench/allocation.py \
+        --skip-big --slurm-plugin-venv /tmp/alloc-slurmplugin
+    .venv/bin/python bench/allocation.py --deferred"""
 
 from __future__ import annotations
 
@@ -46,6 +64,8 @@ rule trivial:
     shell: "touch {{output}}"
 """
 BIN = Path(sys.executable).parent
+CLUSTER_SH = Path(__file__).resolve().parent.parent / "tests" / "slurm" / "cluster.sh"
+DEFAULT_CLUSTER = Path("/tmp/hpc-connect-slurm")
 
 
 def prepare(workdir: Path, n: int) -> Path:
@@ -115,11 +135,13 @@ def step_floor(workdir: Path, n: int) -> float:
 
 
 def snakemake_run(workdir: Path, n: int, args: list[str], *, python: str = sys.executable,
-                  path: str | None = None, timeout: float = 3600) -> float:
+                  path: str | None = None, timeout: float = 3600,
+                  extra_env: dict[str, str] | None = None) -> float:
     """Seconds for the workflow (``inf`` past ``timeout``: the run is stopped with SIGINT);
     Snakemake's stderr is kept in ``workdir/stderr.log``."""
     snakefile = prepare(workdir, n)
-    env = {**os.environ, "PATH": f"{path or BIN}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{path or BIN}{os.pathsep}{os.environ['PATH']}",
+           **(extra_env or {})}
     argv = [python, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir),
             *args, "--quiet", "all"]
     start = time.perf_counter()
@@ -132,6 +154,13 @@ def snakemake_run(workdir: Path, n: int, args: list[str], *, python: str = sys.e
             proc.send_signal(signal.SIGINT)
             proc.wait()
             return math.inf
+        except KeyboardInterrupt:  # let Snakemake cancel its jobs before we go on
+            try:
+                proc.wait(30)  # a terminal's Ctrl-C reached it too
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGINT)
+                proc.wait()
+            raise
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"failed: {shlex.join(argv)}\n{(workdir / 'stderr.log').read_text()[-3000:]}")
@@ -159,6 +188,43 @@ def counting_sbatch(folder: Path) -> tuple[str, Path]:
 
 
 PER_JOB = ["--executor", "hpc-connect", "--hpc-connect-backend", "slurm"]
+DEFERRED = "defer,sched_interval=20,sched_min_interval=10000000,bf_interval=20"
+
+
+def deferred(base: Path, n: int, state: Path, port: int, parameters: str) -> None:
+    """(d): per-job vs allocation mode on a second cluster with deferred scheduling."""
+    if state.resolve() == DEFAULT_CLUSTER or port == 6817:
+        sys.exit(f"--deferred-dir {state} / --deferred-port {port}: must differ from the "
+                 f"default cluster ({DEFAULT_CLUSTER}, port 6817)")
+    cluster_env = {**os.environ, "HPC_CONNECT_SLURM_DIR": str(state),
+                   "HPC_CONNECT_SLURM_PORT": str(port),
+                   "HPC_CONNECT_SLURM_SCHEDULER_PARAMETERS": parameters}
+    conf = state / "slurm.conf"
+    if (state / "run" / "slurmctld.pid").exists() and conf.exists() and \
+            f"SchedulerParameters={parameters}\n" not in conf.read_text():
+        # a cluster left running with other parameters: restart it with these
+        subprocess.run(["bash", str(CLUSTER_SH), "stop"], env=cluster_env, check=True)
+    subprocess.run(["bash", str(CLUSTER_SH), "start"], env=cluster_env, check=True,
+                   stdout=subprocess.DEVNULL)
+    # munged serves every cluster on this node: stopping this one must not stop it
+    (state / "run" / "munged.ours").unlink(missing_ok=True)
+    env = {"SLURM_CONF": str(conf)}
+    cancel_all = ["scancel", f"--user={os.getuid()}"]  # this cluster is ours alone
+    subprocess.run(cancel_all, env={**os.environ, **env}, check=False)  # an earlier run's
+    try:
+        print(f"(d) N={n}, --jobs 2, SchedulerParameters={parameters} ({state}, port {port})",
+              flush=True)
+        times = {}
+        for label, extra in (("per-job", []),
+                             ("allocation", ["--hpc-connect-allocation", "cpus=2,runtime=60"])):
+            times[label] = snakemake_run(base / f"deferred-{label}", n,
+                                         [*PER_JOB, "--jobs", "2", *extra], extra_env=env)
+            print(f"  {label:14s} {times[label]:7.2f} s", flush=True)
+        print(f"  per-job / allocation = {times['per-job'] / times['allocation']:.3f}",
+              flush=True)
+    finally:
+        subprocess.run(cancel_all, env={**os.environ, **env}, check=False)
+        subprocess.run(["bash", str(CLUSTER_SH), "stop"], env=cluster_env, check=False)
 
 
 def main() -> int:
@@ -169,11 +235,26 @@ def main() -> int:
     parser.add_argument("--slurm-plugin-venv", type=Path, help="run (c) with this venv")
     parser.add_argument("--plugin-timeout", type=float, default=600,
                         help="seconds before (c)'s run is stopped (default 600)")
+    parser.add_argument("--plugin-status-seconds", type=int, default=5,
+                        help="(c): the plugin's --slurm-init-seconds-before-status-checks "
+                             "(default 5)")
     parser.add_argument("--before-venv", type=Path,
                         help="a venv with hpc-connect before this change: per-job mode there too")
+    parser.add_argument("--deferred", action="store_true",
+                        help="run only (d), on a second cluster with deferred scheduling")
+    parser.add_argument("--deferred-dir", type=Path, default=Path("/tmp/hpc-connect-slurm-defer"))
+    parser.add_argument("--deferred-port", type=int, default=6829)
+    parser.add_argument("--deferred-parameters", default=DEFERRED,
+                        help=f"(d)'s SchedulerParameters (default {DEFERRED})")
     opts = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="hpc-connect-bench-alloc-", dir=os.getcwd()))
     n = opts.n
+    if opts.deferred:
+        try:
+            deferred(base, n, opts.deferred_dir, opts.deferred_port, opts.deferred_parameters)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        return 0
     runs: dict[str, Callable[[], float]] = {
         "sbatch floor": lambda: sbatch_floor(base / "sbatch", n),
         "step floor": lambda: step_floor(base / "steps", n),
@@ -189,8 +270,10 @@ def main() -> int:
     if opts.slurm_plugin_venv:
         plugin = opts.slurm_plugin_venv / "bin"
         runs["slurm plugin"] = lambda: snakemake_run(
-            base / "slurm-plugin", n, ["--executor", "slurm", "--jobs", "2",
-                                       "--default-resources", "mem_mb=0"],
+            base / "slurm-plugin", n, [
+                "--executor", "slurm", "--jobs", "2", "--default-resources", "mem_mb=0",
+                "--slurm-status-command", "squeue",
+                "--slurm-init-seconds-before-status-checks", str(opts.plugin_status_seconds)],
             python=str(plugin / "python"), path=str(plugin), timeout=opts.plugin_timeout)
     print(f"(a) N={n}, --jobs 2", flush=True)
     times = {}
@@ -228,9 +311,15 @@ def main() -> int:
         (_, rpc_a, sub_a), (_, rpc_p, sub_p) = figures["allocation"], figures["per-job"]
         print(f"  RPCs allocation / per-job = {rpc_a / max(1, rpc_p):.4f}  (target <= 0.05)")
         print(f"  submissions in allocation mode = {sub_a}  (target <= 2; per-job: {sub_p})")
-    shutil.rmtree(base, ignore_errors=True)
+    if math.isinf(times.get("slurm plugin", 0)):
+        print(f"  the plugin's stderr: {base / 'slurm-plugin' / 'stderr.log'}")
+    else:
+        shutil.rmtree(base, ignore_errors=True)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
