@@ -6,11 +6,14 @@
     step floor     the same as ``srun --exact`` steps of one holder job, 2 at a time
                    (the holder's submission and start included)
     per-job        ``--executor hpc-connect --hpc-connect-backend slurm --jobs 2``
-    allocation     the same with ``--hpc-connect-allocation cpus=2,runtime=60``
+    allocation     the same with ``--hpc-connect-allocation cpus=2,runtime=60`` (its jobs
+                   run by the holder's agent)
+    alloc. steps   the same with ``mode=steps`` (each job an ``srun`` step)
     per-job before ``--before-venv DIR``: per-job mode of another install (e.g. main,
                    before fast completion), for the speed-up
     targets: per-job / sbatch floor <= 1.15, allocation / step floor <= 1.2
-(b) M jobs (default 200), ``--jobs M``, per-job vs allocation mode (cpus=8): controller
+(b) M jobs (default 200), ``--jobs M``, per-job vs allocation mode (cpus=8; agent, and
+    steps for comparison): controller
     RPCs (``sdiag`` deltas; other users of the cluster add noise) and submissions
     (``sbatch`` calls counted by a PATH wrapper). Targets: RPCs <= 1/20, submissions <= 2.
 (c) with ``--slurm-plugin-venv DIR`` (a venv holding snakemake-executor-plugin-slurm and
@@ -261,6 +264,9 @@ def main() -> int:
         "per-job": lambda: snakemake_run(base / "per-job", n, [*PER_JOB, "--jobs", "2"]),
         "allocation": lambda: snakemake_run(base / "alloc", n, [
             *PER_JOB, "--jobs", "2", "--hpc-connect-allocation", "cpus=2,runtime=60"]),
+        "alloc. steps": lambda: snakemake_run(base / "alloc-steps", n, [
+            *PER_JOB, "--jobs", "2", "--hpc-connect-allocation",
+            "cpus=2,runtime=60,mode=steps"]),
     }
     if opts.before_venv:
         before = opts.before_venv / "bin"
@@ -282,6 +288,8 @@ def main() -> int:
         print(f"  {label:14s} {times[label]:7.2f} s", flush=True)
     print(f"  per-job / sbatch floor  = {times['per-job'] / times['sbatch floor']:.3f}"
           "  (target <= 1.15)")
+    print(f"  allocation (steps mode) / step floor = "
+          f"{times['alloc. steps'] / times['step floor']:.3f}")
     print(f"  allocation / step floor = {times['allocation'] / times['step floor']:.3f}"
           "  (target <= 1.2)")
     if "per-job before" in times:
@@ -297,7 +305,9 @@ def main() -> int:
         m = opts.m
         figures = {}
         for label, extra in (("per-job", []),
-                             ("allocation", ["--hpc-connect-allocation", "cpus=8,runtime=60"])):
+                             ("allocation", ["--hpc-connect-allocation", "cpus=8,runtime=60"]),
+                             ("alloc. steps", ["--hpc-connect-allocation",
+                                               "cpus=8,runtime=60,mode=steps"])):
             path, calls = counting_sbatch(base / f"bin-{label}")
             before = rpc_total()
             seconds = snakemake_run(base / f"big-{label}", m, [*PER_JOB, "--jobs", str(m),
@@ -310,6 +320,8 @@ def main() -> int:
                   f"sbatch calls {subs}", flush=True)
         (_, rpc_a, sub_a), (_, rpc_p, sub_p) = figures["allocation"], figures["per-job"]
         print(f"  RPCs allocation / per-job = {rpc_a / max(1, rpc_p):.4f}  (target <= 0.05)")
+        print(f"  RPCs allocation (steps mode) / per-job = "
+              f"{figures['alloc. steps'][1] / max(1, rpc_p):.4f}")
         print(f"  submissions in allocation mode = {sub_a}  (target <= 2; per-job: {sub_p})")
     if math.isinf(times.get("slurm plugin", 0)):
         print(f"  the plugin's stderr: {base / 'slurm-plugin' / 'stderr.log'}")
