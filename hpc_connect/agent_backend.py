@@ -72,20 +72,21 @@ class AgentBackend(StepBackend):
         """Return once the agent runs; raise ``AllocationError`` if ``holder_ended()``
         says the holder job ended first, or after ``start_timeout`` seconds."""
         alive = self._spool() / ALIVE
-        deadline = time.monotonic() + self.start_timeout
-        delay = 0.05
-        while not alive.exists():
-            problem = holder_ended()
-            if problem:
-                raise AllocationError(f"allocation {self.allocation.jobid}: the agent did not "
-                                      f"start: {problem}")
-            if time.monotonic() > deadline:
+        start = looked = time.monotonic()
+        while not alive.exists():  # a stat every 0.05 s; the scheduler asked once a second
+            now = time.monotonic()
+            if now - looked >= 1.0:
+                looked = now
+                problem = holder_ended()
+                if problem:
+                    raise AllocationError(f"allocation {self.allocation.jobid}: the agent "
+                                          f"did not start: {problem}")
+            if now - start > self.start_timeout:
                 raise AllocationError(
                     f"allocation {self.allocation.jobid}: the agent did not start within "
                     f"{self.start_timeout:g}s (is {sys.executable} with hpc_connect usable "
                     "on the allocation's node?)")
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            time.sleep(0.05)
 
     # ---- the hooks of StepBackend -------------------------------------------------------
     def _launch(self, process: StepProcess) -> None:
@@ -98,8 +99,11 @@ class AgentBackend(StepBackend):
             "output": str(files.output), "error": str(files.error), "qtime": spec.qtime})
 
     def _ended(self, process: StepProcess) -> tuple[int, str] | None:
-        data = read_json(self._spool() / f"{self._key(process)}.end")
+        key = self._key(process)
+        data = read_json(self._spool() / f"{key}.end")
         if data is not None:
+            for suffix in (".end", ".run", ".cancel"):  # the agent scans a small folder
+                (self._spool() / f"{key}{suffix}").unlink(missing_ok=True)
             rc, why = data.get("rc"), data.get("why")
             if not isinstance(rc, int) or why not in WHYS:
                 return 127, "exit"

@@ -51,7 +51,7 @@ class AllocationPool(ScriptBackend):
     """Runs jobs as steps of allocations made by ``acquire()`` (one per call)."""
 
     name: ClassVar[str] = "allocation-pool"
-    default_polling_interval: ClassVar[float] = 0.2
+    default_polling_interval: ClassVar[float] = 0.1
     #: times a job is moved to a new allocation after its allocation expired under it
     max_moves: ClassVar[int] = 2
 
