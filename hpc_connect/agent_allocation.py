@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from .agent_backend import AgentBackend, agent_command, make_spool
 from .allocation import Allocation, AllocationError, Geometry, StepBackend
 from .job import JobSpec
-from .process import HPCProcess
+from .process import HPCProcess, JobState
 from .script import JobFiles
 from .script_backend import ScriptProcess
 
@@ -63,21 +63,21 @@ class AgentAllocation(Allocation):
         self.holder: HPCProcess = self.parent.submit_spec(
             self.holder_spec(agent_command(backend.spool)))
         self.jobid = self.holder.jobid
-        backend.wait_started(self._holder_problem)
+        backend.wait_started(self._holder_state)
         self._started = time.monotonic()
 
-    def _holder_problem(self) -> str | None:
-        """Why the holder ended (its state, reason and output), or None while it lives."""
+    def _holder_state(self) -> tuple[bool, str | None]:
+        """Whether the holder runs, and why it ended (its state, reason and output)."""
         self.holder.poll()
         if not self.holder.done:
-            return None
+            return self.holder.state is JobState.RUNNING, None
         said = ""
         if isinstance(self.holder, ScriptProcess):
             with contextlib.suppress(OSError):
                 text = self.holder.files.output.read_text(errors="replace")
                 said = " ".join(text.split())[-300:]
         reason = f" ({self.holder.reason})" if self.holder.reason else ""
-        return f"holder job {self.jobid} {self.holder.state.value}{reason}" + (
+        return False, f"holder job {self.jobid} {self.holder.state.value}{reason}" + (
             f": {said}" if said else "")
 
     def inspect(self) -> Geometry | None:

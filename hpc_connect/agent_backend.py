@@ -19,7 +19,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -68,24 +68,32 @@ class AgentBackend(StepBackend):
     def _key(self, process: StepProcess) -> str:
         return process.jobid.rpartition(":")[2]
 
-    def wait_started(self, holder_ended: Any) -> None:
-        """Return once the agent runs; raise ``AllocationError`` if ``holder_ended()``
-        says the holder job ended first, or after ``start_timeout`` seconds."""
+    def wait_started(self, holder: Callable[[], tuple[bool, str | None]]) -> None:
+        """Return once the agent runs (its ``agent.alive`` exists: a stat every 0.05 s).
+
+        ``holder()`` says whether the holder job runs, and why it ended (None while it
+        lives); it is asked after 1 s, then less and less often (up to every 10 s), so a
+        holder waiting in a queue costs the scheduler little. Raises ``AllocationError``
+        if the holder ended, or if the agent has not started ``start_timeout`` seconds
+        after the holder was seen running."""
         alive = self._spool() / ALIVE
-        start = looked = time.monotonic()
-        while not alive.exists():  # a stat every 0.05 s; the scheduler asked once a second
+        pause, next_look, running_since = 1.0, time.monotonic() + 1.0, None
+        while not alive.exists():
             now = time.monotonic()
-            if now - looked >= 1.0:
-                looked = now
-                problem = holder_ended()
+            if now >= next_look:
+                running, problem = holder()
                 if problem:
                     raise AllocationError(f"allocation {self.allocation.jobid}: the agent "
                                           f"did not start: {problem}")
-            if now - start > self.start_timeout:
+                if running and running_since is None:
+                    running_since = now
+                pause = min(pause * 2, 10.0)
+                next_look = now + pause
+            if running_since is not None and now - running_since > self.start_timeout:
                 raise AllocationError(
                     f"allocation {self.allocation.jobid}: the agent did not start within "
-                    f"{self.start_timeout:g}s (is {sys.executable} with hpc_connect usable "
-                    "on the allocation's node?)")
+                    f"{self.start_timeout:g}s of the holder job running (is "
+                    f"{sys.executable} with hpc_connect usable on the allocation's node?)")
             time.sleep(0.05)
 
     # ---- the hooks of StepBackend -------------------------------------------------------

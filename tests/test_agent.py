@@ -31,6 +31,8 @@ from hpc_connect.script import JobFiles
 class LocalAllocation(Allocation):
     """The agent as a local process: the allocation "ends" when it is signalled."""
 
+    command: tuple[str, ...] = ("-m", "hpc_connect.agent")
+
     def make_backend(self) -> AgentBackend:
         return AgentBackend(self)
 
@@ -39,10 +41,10 @@ class LocalAllocation(Allocation):
         assert isinstance(backend, AgentBackend)
         backend.spool = make_spool(self.parent.run_dir())
         self.agent = subprocess.Popen(
-            [sys.executable, "-m", "hpc_connect.agent", str(backend.spool)])
+            [sys.executable, *self.command, str(backend.spool)])
         self.jobid = f"local{self.agent.pid}"
-        backend.wait_started(lambda: None if self.agent.poll() is None
-                             else f"agent exited {self.agent.returncode}")
+        backend.wait_started(lambda: (True, None) if self.agent.poll() is None
+                             else (False, f"agent exited {self.agent.returncode}"))
 
     def inspect(self) -> Geometry | None:
         return None if self.agent.poll() is not None else Geometry(nodes=1, cpus=2)
@@ -130,6 +132,21 @@ def test_agent_killed_is_noticed(tmp_path: Path) -> None:
         assert job.state is JobState.TIMED_OUT, (job.state, job.reason)
     for proc in processes_with(sleeper):  # the job itself outlived its agent: end it here
         proc.kill()
+
+
+def test_agent_that_never_starts_is_one_error(tmp_path: Path) -> None:
+    """A holder whose agent cannot start (here: it exits at once) is one clear error
+    naming the allocation and why, and nothing is left running."""
+
+    class Broken(LocalAllocation):
+        command = ("-c", "raise SystemExit(3)")
+
+    broken = Broken(hpc_connect.get_backend("shell", workdir=tmp_path),
+                    AllocationRequest(cpus=2))
+    with pytest.raises(AllocationError, match=r"allocation local\d+: the agent did not "
+                                              r"start: agent exited 3"), broken:
+        pass
+    assert broken.agent.returncode == 3
 
 
 def test_agent_refuses_bad_use(tmp_path: Path) -> None:

@@ -130,13 +130,14 @@ class SlurmAllocation(Allocation):
             self.jobid = self.parent.parse_jobid(result.stdout)
         except SubmitError as exc:
             raise AllocationError(str(exc)) from None
+        if isinstance(backend, AgentBackend):  # the agent says when the holder runs
+            backend.wait_started(lambda: self._holder_state(script))
+            return
         delay = 0.1
         while True:
             fields = self._show()
             state = fields.get("JobState", "") if fields is not None else ""
             if state == "RUNNING":
-                if isinstance(backend, AgentBackend):
-                    backend.wait_started(lambda: self._holder_problem(script))
                 return
             if state and state not in _WAITING:
                 raise AllocationError(f"slurm: allocation {self.jobid} ended {state} "
@@ -145,17 +146,19 @@ class SlurmAllocation(Allocation):
             time.sleep(delay)
             delay = min(delay * 2, self.wait_interval)
 
-    def _holder_problem(self, script: Path) -> str | None:
-        """Why the holder job no longer runs (its state and output), or None if it runs."""
+    def _holder_state(self, script: Path) -> tuple[bool, str | None]:
+        """Whether the holder job runs, and why it ended (state, reason, output)."""
         fields = self._show()
         state = fields.get("JobState", "") if fields is not None else "gone"
-        if state == "RUNNING":
-            return None
+        if state == "RUNNING" or state in _WAITING:
+            return state == "RUNNING", None
         try:
             said = " ".join(script.with_suffix(".out").read_text(errors="replace").split())
         except OSError:
             said = ""
-        return f"holder job {self.jobid} {state}" + (f": {said[-300:]}" if said else "")
+        reason = f" ({fields.get('Reason', '')})" if fields and fields.get("Reason") else ""
+        return False, f"holder job {self.jobid} {state}{reason}" + (
+            f": {said[-300:]}" if said else "")
 
     def _show(self) -> dict[str, str] | None:
         """The holder's ``scontrol`` fields; None once Slurm no longer knows it."""
