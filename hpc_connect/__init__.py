@@ -17,19 +17,19 @@ _EXPORTS = {
     "JobState": "process",
     "JobSpec": "job",
     "HPCLauncher": "launcher",
-    "ScriptBackend": "script_backend",
+    "ScriptBackend": "script",
     "ProcessGroup": "group",
     "BatchBackend": "batch",
     "SchedulerStatus": "batch",
-    "hookimpl": "plugins",
-    "hookspec": "plugins",
+    "hookimpl": "hooks",
+    "hookspec": "hooks",
     "get_backend": "registry",
     "get_launcher": "registry",
     "backends": "registry",
     "launchers": "registry",
     "schedulers": "registry",
-    "set_debug": "verbosity",
-    "set_logging_level": "verbosity",
+    "set_debug": "_verbosity",
+    "set_logging_level": "_verbosity",
     "PluginError": "errors",
     "Config": "config",
     "load_config": "config",
@@ -45,7 +45,7 @@ _EXPORTS = {
     "JobNotFoundError": "errors",
     "JobRef": "jobref",
     "Allocation": "allocation",
-    "AllocationError": "allocation",
+    "AllocationError": "errors",
 }
 
 __all__ = [
@@ -88,11 +88,13 @@ __all__ = [
 if TYPE_CHECKING:
     from typing import Any
 
-    from .allocation import Allocation, AllocationError
+    from ._verbosity import set_debug, set_logging_level
+    from .allocation import Allocation
     from .backend import HPCBackend
     from .batch import BatchBackend, SchedulerStatus
     from .config import Config, load_config
     from .errors import (
+        AllocationError,
         ConfigError,
         HPCConnectError,
         InvalidJobError,
@@ -105,15 +107,14 @@ if TYPE_CHECKING:
         UnsafePathError,
     )
     from .group import ProcessGroup
+    from .hooks import hookimpl, hookspec
     from .job import JobSpec
     from .jobref import JobRef
     from .launcher import HPCLauncher
-    from .plugins import hookimpl, hookspec
     from .process import HPCProcess, JobState
     from .registry import backends, get_backend, get_launcher, launchers, schedulers
-    from .script_backend import ScriptBackend
+    from .script import ScriptBackend
     from .usage import Usage
-    from .verbosity import set_debug, set_logging_level
 
 
 def __getattr__(name: str) -> Any:

@@ -12,19 +12,23 @@ import abc
 import contextlib
 import functools
 import os
-import signal
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ._names import load
+from ._origins import origin
+from ._signals import SigtermAsExit
+from .errors import AllocationError, HPCConnectError, PluginError
+from .group import ProcessGroup, per_job
+from .job import AllocationRequest
+from .jobref import JobRef
+from .machine import MachineConfig, nodes_for
 from .process import HPCProcess
 
 if TYPE_CHECKING:
     from .allocation import Allocation
-    from .group import ProcessGroup
-    from .machine import MachineConfig
 
 
 class HPCBackend(abc.ABC):
@@ -45,7 +49,9 @@ class HPCBackend(abc.ABC):
     #: scheduler flags put in front of every job's own (configured ``submit_flags``)
     default_submit_flags: tuple[str, ...] = ()
     workdir: Path | None = None
-    _saved_sigterm: Any = None
+    #: the ``Allocation`` subclass (or its ``"module:Class"``, loaded on first use) that
+    #: ``allocate()`` makes; None: this backend has no allocation mode
+    allocation_type: ClassVar[type[Allocation] | str | None] = None
 
     def __init__(
         self,
@@ -87,8 +93,6 @@ class HPCBackend(abc.ABC):
     @functools.cached_property
     def config(self) -> MachineConfig:
         """Node and CPU/GPU counts, as this backend discovers them (computed once)."""
-        from .machine import MachineConfig
-
         return MachineConfig.discover(self)
 
     @property
@@ -101,33 +105,33 @@ class HPCBackend(abc.ABC):
         """``with backend:`` cancels every job it submitted if the block ends with an
         exception, Ctrl-C included; in the main thread SIGTERM becomes ``SystemExit(143)``
         so that it does too."""
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
-            self._saved_sigterm = signal.signal(signal.SIGTERM, _exit_on_signal)
+        self.__dict__.setdefault("_sigterm", SigtermAsExit()).install()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self._saved_sigterm is not None:
-            signal.signal(signal.SIGTERM, self._saved_sigterm)
-            self._saved_sigterm = None
+        guard = self.__dict__.get("_sigterm")
+        if guard is not None:
+            guard.restore()
         if exc_type is not None:
             self.cancel_many(self.live_processes())
 
     @property
-    def _submitted(self) -> list[HPCProcess]:
+    def submitted(self) -> list[HPCProcess]:
+        """The processes this backend tracks (finished ones are pruned now and then)."""
         return self.__dict__.setdefault("_submitted_list", [])  # type: ignore[no-any-return]
 
     def live_processes(self) -> list[HPCProcess]:
         """Jobs this backend submitted that are not final yet."""
-        live = [p for p in self._submitted if not p.done]
+        live = [p for p in self.submitted if not p.done]
         self.__dict__["_submitted_list"] = live
         return list(live)
 
-    def _track(self, processes: Sequence[HPCProcess]) -> None:
-        if len(self._submitted) > 2 * len(processes) + 256:
+    def track(self, processes: Sequence[HPCProcess]) -> None:
+        """Count ``processes`` among this backend's jobs (``live_processes``, ``with``)."""
+        if len(self.submitted) > 2 * len(processes) + 256:
             self.live_processes()  # prune finished ones now and then
-        self._submitted.extend(processes)
+        self.submitted.extend(processes)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={getattr(self, 'name', '?')!r}>"
@@ -169,16 +173,22 @@ class HPCBackend(abc.ABC):
         Returns a ``ProcessGroup``: the list of processes, and process-like itself. If
         one submission fails, those already made are cancelled.
         """
-        from .group import ProcessGroup, per_job
+        jobs = per_job(names, args, kwargs)
+        return ProcessGroup(self.submit_all(
+            lambda i: self.submit(names[i], args[i], **jobs[i]), len(jobs)))
 
+    def submit_all(self, submit_one: Callable[[int], HPCProcess], count: int,
+                   ) -> list[HPCProcess]:
+        """``submit_one(i)`` for each of ``count`` jobs, in order; if one fails, those
+        already submitted are cancelled before the error goes on."""
         processes: list[HPCProcess] = []
         try:
-            for i, job_kwargs in enumerate(per_job(names, args, kwargs)):
-                processes.append(self.submit(names[i], args[i], **job_kwargs))
+            for i in range(count):
+                processes.append(submit_one(i))
         except BaseException:
             self.cancel_many(processes)
             raise
-        return ProcessGroup(processes)
+        return processes
 
     def poll_many(self, processes: Iterable[HPCProcess]) -> None:
         """Refresh many processes (default: each one's ``poll()``)."""
@@ -202,8 +212,6 @@ class HPCBackend(abc.ABC):
 
     def job_ref(self, process: HPCProcess) -> str:
         """The full reference to ``process`` that ``attach`` takes back, in another process."""
-        from .jobref import JobRef
-
         files = getattr(process, "files", None)
         return str(JobRef(self.name, self.site(), process.jobid,
                           script=getattr(files, "script", None),
@@ -213,16 +221,12 @@ class HPCBackend(abc.ABC):
         """The process of a job submitted earlier, by this or another process, from its
         ``job_ref`` (or a bare job id). Raises ``JobNotFoundError`` if the job left no
         trace, ``HPCConnectError`` if the reference is not this backend's."""
-        from .errors import HPCConnectError
-
         raise HPCConnectError(f"backend {self.name!r} cannot re-attach to job {jobid!r} "
                               "submitted by another process")
 
     def jobs_named(self, prefix: str) -> list[HPCProcess]:
         """Attached processes of this user's queued or running jobs whose name starts with
         ``prefix`` (for ``hpc-connect cancel --run``)."""
-        from .errors import HPCConnectError
-
         raise HPCConnectError(f"backend {self.name!r} cannot list jobs by name")
 
     def allocate(self, *, nodes: int | None = None, cpus: int | None = None,
@@ -231,11 +235,17 @@ class HPCBackend(abc.ABC):
                  mode: str | None = None) -> Allocation:
         """One allocation for a ``with`` block; its ``.backend`` runs jobs in it
         (``current=True``: the allocation this program runs in; ``mode``: ``"agent"`` or
-        ``"steps"``). See ``hpc_connect.allocation``."""
-        from .allocation import AllocationError
-
-        raise AllocationError(f"backend {self.name!r} has no allocation mode (the batch "
-                              "backends have)")
+        ``"steps"``). The backend's ``allocation_type`` makes it; see
+        ``hpc_connect.allocation``."""
+        kind = self.allocation_type
+        if kind is None:
+            raise AllocationError(f"backend {self.name!r} has no allocation mode (the batch "
+                                  "backends have)")
+        if isinstance(kind, str):  # late-bound: the allocation layer sits above this one
+            kind = load(kind)
+        request = AllocationRequest(nodes=nodes, cpus=cpus, gpus=gpus, qtime=qtime,
+                                    submit_flags=submit_flags, mode=mode)
+        return kind(self, request, current=current)
 
     def run_dir(self) -> Path:
         """The folder for this backend's scripts and logs when the caller names none."""
@@ -253,17 +263,8 @@ class HPCBackend(abc.ABC):
 
     def nodes_required(self, cpus: int | None = None, gpus: int | None = None) -> int:
         """The number of nodes needed for ``cpus`` CPUs and ``gpus`` GPUs."""
-        need = 1
-        if cpus:
-            need = max(need, -(-cpus // max(1, self.cpus_per_node())))
-        if gpus:
-            per = self.gpus_per_node()
-            if per <= 0:
-                from .errors import InvalidJobError
-
-                raise InvalidJobError(f"gpus={gpus}: backend {self.name!r} reports no GPUs")
-            need = max(need, -(-gpus // per))
-        return need
+        return nodes_for(cpus, gpus, self.cpus_per_node(),
+                         self.gpus_per_node() if gpus else 0, where=f"backend {self.name!r}")
 
 
 def _checked_submit(submit: Callable[..., Any]) -> Callable[..., HPCProcess]:
@@ -274,19 +275,13 @@ def _checked_submit(submit: Callable[..., Any]) -> Callable[..., HPCProcess]:
     def checked(self: HPCBackend, *args: Any, **kwargs: Any) -> HPCProcess:
         process = submit(self, *args, **kwargs)
         if not isinstance(process, HPCProcess):
-            from .errors import PluginError
-            from .plugins import origin
-
             raise PluginError(
                 f"backend {getattr(self, 'name', '?')!r}{origin(type(self))}: submit() returned "
                 f"{type(process).__name__} {process!r:.60}, not an hpc_connect.HPCProcess")
         if not process.__dict__.get("_tracked"):
             process.__dict__["_tracked"] = True  # super().submit() of a subclass: once
-            self._track([process])
+            self.track([process])
         return process
 
     return checked
 
-
-def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)

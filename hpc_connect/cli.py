@@ -82,7 +82,7 @@ def launch_main(argv: Sequence[str] | None = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``hpc-connect info|submit|cancel``."""
-    from . import commands
+    from . import _commands as commands
 
     try:
         return commands.main(argv)

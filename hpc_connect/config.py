@@ -29,14 +29,14 @@ from typing import Any
 
 import attrs
 
-from .errors import ConfigError
-from .locate import (
+from ._locate import (
     ENV_BACKEND,
     ENV_LAUNCHER,
     ENV_POLLING_FREQUENCY,
     ENV_POLLING_INTERVAL,
     locate_config_file,
 )
+from .errors import ConfigError
 
 
 def _string_list(key: str, value: Any) -> tuple[str, ...]:

@@ -42,3 +42,7 @@ class JobNotFoundError(HPCConnectError, LookupError):
 
 class UnsafePathError(HPCConnectError, PermissionError):
     """A job folder or file is a symbolic link, or is not ours: nothing was submitted."""
+
+
+class AllocationError(HPCConnectError):
+    """The allocation could not be acquired, or ended before it ran."""

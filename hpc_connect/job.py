@@ -271,3 +271,29 @@ class JobSpec:
             extra=kwargs,
             **direct,
         )
+
+
+#: how an allocation's jobs run: an agent in the holder job, or scheduler steps
+ALLOCATION_MODES = ("agent", "steps")
+
+
+def _mode(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value in ALLOCATION_MODES):
+        return value
+    raise InvalidJobError(
+        f"mode={value!r}: expected one of {', '.join(ALLOCATION_MODES)} (or None)")
+
+
+@attrs.frozen(kw_only=True)
+class AllocationRequest:
+    """What ``backend.allocate()`` asks for, validated at the edge (``None``: the
+    scheduler's default)."""
+
+    nodes: int | None = attrs.field(default=None, converter=_nodes)
+    cpus: int | None = attrs.field(default=None, converter=_cpus)
+    gpus: int | None = attrs.field(default=None, converter=_gpus)
+    qtime: float | None = attrs.field(default=None, converter=_qtime)
+    submit_flags: tuple[str, ...] = attrs.field(default=(), converter=_flags)
+    #: how jobs run: ``"agent"`` (an agent in the holder job runs them: no scheduler call
+    #: per job), ``"steps"`` (each a scheduler step), None (the scheduler's choice)
+    mode: str | None = attrs.field(default=None, converter=_mode)

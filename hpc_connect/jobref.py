@@ -8,8 +8,9 @@ which host, which pid incarnation?), so a reference records all of it in one lin
 ``site`` is where the id means something (Slurm's ClusterName, the shell backend's host
 name); ``token`` is what tells a job from a later one with the same id (the shell backend:
 boot id and process start time); ``script`` locates the job's exit-status file
-(``<script>.exitcode``) and ``output`` its log. Paths are percent-encoded, so a ``:`` in
-them cannot break the format. A reference made by another backend or on another site is
+(``<script>.exitcode``, see ``script.JobFiles.for_ref``) and ``output`` its log. Paths
+are percent-encoded, so a ``:`` in them cannot break the format. A reference made by
+another backend or on another site is
 refused with a message naming both, never taken for a local job.
 """
 
@@ -22,7 +23,6 @@ import attrs
 
 from .errors import HPCConnectError
 from .job import JobSpec
-from .script import JobFiles
 
 PREFIX = "hpc-connect"
 _FIELDS = 7
@@ -76,13 +76,6 @@ class JobRef:
         """A stand-in description for an attached job (its real one is not kept)."""
         return JobSpec.from_submit(self.script.stem if self.script else f"job-{self.jobid}",
                                    [":"])
-
-    def files(self, script: Path | None = None) -> JobFiles:
-        """The job's files: its script (``script`` if the reference has none; without
-        either, a path that does not exist) with ``.exitcode`` next to it, and its log."""
-        path = self.script or script or Path(f"/nonexistent/hpc-connect/{self.jobid}.sh")
-        output = self.output or path.with_suffix(".out")
-        return JobFiles(path, output, output, path.with_name(path.name + ".exitcode"))
 
 
 def resolve(text: str, backend: str, site: str) -> JobRef:

@@ -9,8 +9,8 @@ import abc
 import os
 import sys
 
+from ._locate import locate_config_file
 from .errors import InvalidJobError, LauncherNotFoundError
-from .locate import locate_config_file
 
 TYPE_CHECKING = False  # typing, collections and shutil stay off hpc-launch's start-up path
 if TYPE_CHECKING:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from .errors import InvalidJobError
+
 if TYPE_CHECKING:
     from .backend import HPCBackend
 
@@ -39,13 +41,19 @@ class MachineConfig:
 
         Raises ``InvalidJobError`` for GPUs on a machine that has none.
         """
-        need = 1
-        if max_cpus:
-            need = max(need, -(-max_cpus // max(1, self.cpus_per_node)))
-        if max_gpus:
-            if self.gpus_per_node <= 0:
-                from .errors import InvalidJobError
+        return nodes_for(max_cpus, max_gpus, self.cpus_per_node, self.gpus_per_node,
+                         gpus_name="max_gpus", where="this machine")
 
-                raise InvalidJobError(f"max_gpus={max_gpus}: this machine reports no GPUs")
-            need = max(need, -(-max_gpus // self.gpus_per_node))
-        return need
+
+def nodes_for(cpus: int | None, gpus: int | None, cpus_per_node: int, gpus_per_node: int, *,
+              gpus_name: str = "gpus", where: str) -> int:
+    """Nodes needed for ``cpus`` CPUs and ``gpus`` GPUs (at least 1), rounding up over the
+    per-node counts. Raises ``InvalidJobError`` for GPUs where ``where`` reports none."""
+    need = 1
+    if cpus:
+        need = max(need, -(-cpus // max(1, cpus_per_node)))
+    if gpus:
+        if gpus_per_node <= 0:
+            raise InvalidJobError(f"{gpus_name}={gpus}: {where} reports no GPUs")
+        need = max(need, -(-gpus // gpus_per_node))
+    return need

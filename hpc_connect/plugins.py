@@ -1,8 +1,7 @@
-"""Hook specifications, the plugin manager, and picking a backend or launcher by name.
+"""The plugin manager: loads every ``hpc_connect`` entry point once per process, checks
+each class a plugin returns (``hooks.py`` has the hooks), and skips broken ones with one
+warning line each.
 
-Third-party plugins are modules (or objects) listed in the ``hpc_connect``
-entry-point group that implement ``hpc_connect_backend()`` and/or
-``hpc_connect_launcher()`` with ``@hpc_connect.hookimpl``, each returning a class.
 ``registry.py`` resolves built-in names without this module; any other name loads
 every plugin once per process through ``plugin_manager()``.
 """
@@ -12,46 +11,24 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pluggy
 
-if TYPE_CHECKING:
-    from .backend import HPCBackend
-    from .launcher import HPCLauncher
+from . import _builtin
+from ._origins import DISTRIBUTIONS, PLUGIN_OF, origin, where
+from .backend import HPCBackend
+from .errors import PluginError
+from .hooks import HookSpecs, hookimpl, hookspec
+from .launcher import HPCLauncher
 
-hookspec = pluggy.HookspecMarker("hpc_connect")
-hookimpl = pluggy.HookimplMarker("hpc_connect")
+__all__ = ["HookSpecs", "backend_classes", "broken", "display_name", "hookimpl", "hookspec",
+           "launcher_classes", "names", "origin", "plugin_manager", "safe_matches", "where"]
 
-
-class HookSpecs:
-    """The hooks a plugin may implement."""
-
-    @hookspec
-    def hpc_connect_backend(self) -> type[HPCBackend] | list[type[HPCBackend]] | None:
-        """Return an ``HPCBackend`` subclass (or a list of them)."""
-
-    @hookspec
-    def hpc_connect_launcher(self) -> type[HPCLauncher] | list[type[HPCLauncher]] | None:
-        """Return an ``HPCLauncher`` subclass (or a list of them)."""
-
-
-#: entry-point name -> its distribution's name, for messages
-_DISTRIBUTIONS: dict[str, str] = {}
-
-
-def where(plugin_name: str) -> str:
-    """``entry point 'x' (distribution 'y')``, or ``built-in``."""
-    if plugin_name == "builtin":
-        return "built-in"
-    dist = _DISTRIBUTIONS.get(plugin_name)
-    return f"entry point {plugin_name!r}" + (f" (distribution {dist!r})" if dist else "")
-
-
-def origin(cls: type[Any]) -> str:
-    """`` from entry point 'x' (distribution 'y')`` for a registered plugin class, else ''."""
-    plugin_name = getattr(cls, "_hpcc_plugin", None)
-    return f" from {where(plugin_name)}" if plugin_name and plugin_name != "builtin" else ""
+#: why each broken plugin class was skipped: (hook, entry point, its name, message)
+_BROKEN: list[tuple[str, str, str | None, str]] = []
+#: hook -> (class, where it came from) of every valid class, once per plugin manager
+_REGISTERED: dict[str, tuple[tuple[type[Any], str], ...]] = {}
 
 
 def warn_broken(message: str) -> None:
@@ -64,28 +41,25 @@ def plugin_manager() -> pluggy.PluginManager:
     """The process-wide plugin manager, with every ``hpc_connect`` entry point loaded."""
     pm = pluggy.PluginManager("hpc_connect")
     pm.add_hookspecs(HookSpecs)
+    _BROKEN.clear()
+    _REGISTERED.clear()
     for ep in importlib.metadata.entry_points(group="hpc_connect"):
-        if pm.has_plugin(ep.name) and ep.value == "hpc_connect.builtin":
+        if pm.has_plugin(ep.name) and ep.value == _builtin.__name__:
             continue  # two copies of hpc-connect metadata (e.g. a source tree on sys.path)
         if ep.dist:
-            _DISTRIBUTIONS[ep.name] = ep.dist.name
+            DISTRIBUTIONS[ep.name] = ep.dist.name
         try:
             pm.register(ep.load(), name=ep.name)
         except Exception as exc:  # a broken plugin must not break the others
             warn_broken(f"hpc_connect plugin {where(ep.name)} failed to load and is skipped: "
                         f"{type(exc).__name__}: {exc}")
-    from . import builtin
-
-    if not pm.is_registered(builtin):  # running from a source tree with no metadata
-        pm.register(builtin, name="builtin")
+    if not pm.is_registered(_builtin):  # running from a source tree with no metadata
+        pm.register(_builtin, name="builtin")
     return pm
 
 
 def _problem(hook: str, obj: Any) -> str | None:
     """What is wrong with a class a plugin returned from ``hook`` (None: nothing)."""
-    from .backend import HPCBackend
-    from .launcher import HPCLauncher
-
     base: type[Any] = HPCBackend if hook == "hpc_connect_backend" else HPCLauncher
     if not isinstance(obj, type):
         return f"{hook}() returned {type(obj).__name__} {obj!r:.60}, not a class"
@@ -107,25 +81,18 @@ def _problem(hook: str, obj: Any) -> str | None:
     return None
 
 
-def _broken_list() -> list[tuple[str, str, str | None, str]]:
-    """Why each broken plugin class was skipped: (hook, entry point, its name, message)."""
-    return plugin_manager().__dict__.setdefault("_hpcc_broken", [])  # type: ignore[no-any-return]
-
-
 def _registered(hook: str) -> tuple[tuple[type[Any], str], ...]:
     """(class, where it came from) for every valid class a plugin returns from ``hook``;
     each broken one is skipped with one warning line (once per plugin manager)."""
     pm = plugin_manager()
-    cache: dict[str, tuple[tuple[type[Any], str], ...]] = pm.__dict__.setdefault(
-        "_hpcc_registered", {})
-    if hook not in cache:
-        cache[hook] = _collect(pm, hook)
-    return cache[hook]
+    if hook not in _REGISTERED:
+        _REGISTERED[hook] = _collect(pm, hook)
+    return _REGISTERED[hook]
 
 
 def _collect(pm: pluggy.PluginManager, hook: str) -> tuple[tuple[type[Any], str], ...]:
     found = []
-    broken_list = _broken_list()
+    broken_list = _BROKEN
     for impl in getattr(pm.hook, hook).get_hookimpls()[::-1]:
         try:
             result = impl.function()
@@ -145,8 +112,8 @@ def _collect(pm: pluggy.PluginManager, hook: str) -> tuple[tuple[type[Any], str]
                                     name if isinstance(name, str) else None, problem))
                 warn_broken(f"hpc_connect plugin {where(impl.plugin_name)} skipped: {problem}")
                 continue
-            if impl.plugin_name != "builtin" and "_hpcc_plugin" not in vars(cls):
-                cls._hpcc_plugin = impl.plugin_name
+            if impl.plugin_name != "builtin":
+                PLUGIN_OF.setdefault(cls, impl.plugin_name)
             found.append((cls, source))
     return tuple(found)
 
@@ -154,7 +121,8 @@ def _collect(pm: pluggy.PluginManager, hook: str) -> tuple[tuple[type[Any], str]
 def broken(hook: str, name: str | None = None) -> tuple[list[str], list[str]]:
     """Messages for the skipped plugins of ``hook``: those whose class is named ``name``,
     and all."""
-    entries = [e for e in _broken_list() if e[0] == hook]
+    plugin_manager()
+    entries = [e for e in _BROKEN if e[0] == hook]
     named = [e for e in entries if name is not None and e[2] is not None
              and e[2].lower() == name.lower()]
     return ([f"{where(e[1])}: {e[3]}" for e in named],
@@ -167,11 +135,9 @@ def safe_matches(cls: type[Any], name: str) -> bool:
     try:
         return bool(cls.matches(name))
     except Exception as exc:
-        plugin_name = getattr(cls, "_hpcc_plugin", None)
+        plugin_name = PLUGIN_OF.get(cls)
         if plugin_name is None:
             raise
-        from .errors import PluginError
-
         raise PluginError(
             f"hpc_connect plugin {where(plugin_name)}: {cls.__name__}.matches({name!r}) raised "
             f"{type(exc).__name__}: {exc}") from None

@@ -13,6 +13,10 @@ if TYPE_CHECKING:
     from .usage import Usage
 
 
+#: the reason of every job cancelled through hpc_connect
+CANCELLED_BY_USER = "cancelled by user"
+
+
 def signal_reason(returncode: int) -> str:
     """Words for a process status: 'exit code 3' or 'killed by signal 9 (SIGKILL)'."""
     if returncode < 0:
@@ -110,7 +114,7 @@ class HPCProcess:
             return str(recorded)
         state = self.state
         if state is JobState.CANCELLED:
-            return "cancelled by user"
+            return CANCELLED_BY_USER
         rc = self.returncode
         return signal_reason(rc) if state is JobState.FAILED and rc is not None else ""
 
@@ -154,6 +158,17 @@ class HPCProcess:
         """Cancel the job (and, where the backend can, every process it started)."""
         if not self.done:
             self.backend.cancel_many([self])
+
+    def set_exit(self, returncode: int) -> None:
+        """Final from a process status: completed for 0, else failed with its reason."""
+        if returncode == 0:
+            self.set_state(JobState.COMPLETED, 0)
+        else:
+            self.set_state(JobState.FAILED, returncode, signal_reason(returncode))
+
+    def set_cancelled(self, returncode: int = -15) -> None:
+        """Final: cancelled through hpc_connect."""
+        self.set_state(JobState.CANCELLED, returncode, CANCELLED_BY_USER)
 
     def set_state(self, state: JobState, returncode: int | None = None, reason: str = "") -> None:
         """Record a state reported by the backend; a final state is never changed again."""

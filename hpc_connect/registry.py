@@ -1,18 +1,18 @@
-"""Built-in names, and picking a backend or launcher class by name.
+"""Picking a backend or launcher class by name, and ``get_backend``/``get_launcher``.
 
-Built-in names are plain strings here, so a built-in is found, and only its own
-module imported, without loading pluggy or scanning installed packages (this keeps
-``hpc-launch`` fast). Any other name loads every plugin (``plugins.py``) once.
+A built-in name (``_names.py``) is found, and only its own module imported, without
+loading pluggy or scanning installed packages (this keeps ``hpc-launch`` fast). Any
+other name loads every plugin (``plugins.py``) once.
 Built-in names always mean the built-in: a plugin adds names, it cannot shadow one.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 
-from .errors import UnknownBackendError
-from .locate import ENV_LAUNCHER, locate_config_file
+from ._locate import ENV_LAUNCHER, locate_config_file
+from ._names import BACKEND_LAUNCHERS, BACKENDS, LAUNCHERS, load
+from .errors import ConfigError, PluginError, UnknownBackendError
 
 TYPE_CHECKING = False  # keep typing off hpc-launch's start-up path
 if TYPE_CHECKING:
@@ -20,43 +20,6 @@ if TYPE_CHECKING:
 
     from .backend import HPCBackend
     from .launcher import HPCLauncher
-
-#: name or alias → "module:Class"; tests check these against each class's matches()
-BACKENDS = {
-    "shell": "hpc_connect.builtin_backends.shell:ShellBackend",
-    "local": "hpc_connect.builtin_backends.shell:ShellBackend",
-    "none": "hpc_connect.builtin_backends.shell:ShellBackend",
-    "slurm": "hpc_connect.builtin_backends.slurm:SlurmBackend",
-    "sbatch": "hpc_connect.builtin_backends.slurm:SlurmBackend",
-    "pbs": "hpc_connect.builtin_backends.pbs:PBSBackend",
-    "qsub": "hpc_connect.builtin_backends.pbs:PBSBackend",
-    "torque": "hpc_connect.builtin_backends.pbs:TorqueBackend",
-    "lsf": "hpc_connect.builtin_backends.lsf:LSFBackend",
-    "bsub": "hpc_connect.builtin_backends.lsf:LSFBackend",
-    "flux": "hpc_connect.builtin_backends.flux:FluxBackend",
-    "sge": "hpc_connect.builtin_backends.sge:SGEBackend",
-    "gridengine": "hpc_connect.builtin_backends.sge:SGEBackend",
-    "uge": "hpc_connect.builtin_backends.sge:SGEBackend",
-}
-#: each built-in backend's own launcher (its class attribute ``launcher``; tests check)
-BACKEND_LAUNCHERS = {"shell": "mpi", "slurm": "srun", "pbs": "mpi", "torque": "mpi", "lsf": "jsrun",
-                     "flux": "flux-run", "sge": "mpi"}
-LAUNCHERS = {
-    "mpi": "hpc_connect.builtin_launchers.mpi:MPILauncher",
-    "mpiexec": "hpc_connect.builtin_launchers.mpi:MPILauncher",
-    "mpirun": "hpc_connect.builtin_launchers.mpi:MPILauncher",
-    "srun": "hpc_connect.builtin_launchers.srun:SrunLauncher",
-    "flux-run": "hpc_connect.builtin_launchers.flux:FluxRunLauncher",
-    "flux_run": "hpc_connect.builtin_launchers.flux:FluxRunLauncher",
-    "jsrun": "hpc_connect.builtin_launchers.jsrun:JsrunLauncher",
-}
-
-
-def load(target: str) -> Any:
-    """Import ``"module:Class"``."""
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
 
 def _canonical(table: dict[str, str], key: str) -> str:
     """The class name a built-in alias stands for (``local`` → ``shell``)."""
@@ -66,7 +29,6 @@ def _canonical(table: dict[str, str], key: str) -> str:
 def _first_match(classes: list[tuple[type[Any], str]], name: str) -> Any:
     """The first class whose ``matches(name)`` is true, else None. A plugin's ``matches``
     that raises is skipped (one warning); if nothing else matches, its error is raised."""
-    from .errors import PluginError
     from .plugins import safe_matches, warn_broken
 
     failure: PluginError | None = None
@@ -86,7 +48,6 @@ def _first_match(classes: list[tuple[type[Any], str]], name: str) -> Any:
 def _lookup(classes: list[tuple[type[Any], str]], what: str, name: str, hook: str) -> Any:
     """``_first_match``, or the clearest error: a skipped plugin of that name, a
     ``matches`` that raised, or the known names."""
-    from .errors import PluginError
     from .plugins import broken, names
 
     named, skipped = broken(hook, name)
@@ -183,7 +144,6 @@ def get_backend(name: str | None = None, *, config_file: str | os.PathLike[str] 
     ``backend``, else ``shell``), built with its ``[backends.<name>]`` options and then
     ``options``. Raises ``UnknownBackendError`` or ``ConfigError``."""
     from .config import load_config
-    from .errors import ConfigError
 
     config = load_config(config_file)
     cls = find_backend_class(name or config.backend or "shell")
@@ -199,12 +159,10 @@ def get_backend(name: str | None = None, *, config_file: str | os.PathLike[str] 
     try:
         backend = cls(**merged)
     except Exception as exc:
-        from .plugins import origin
+        from ._origins import origin
 
         if not origin(cls):
             raise
-        from .errors import PluginError
-
         raise PluginError(f"backend {cls.name!r}{origin(cls)} failed to start: "
                           f"{type(exc).__name__}: {exc}") from None
     if "polling_interval" in later:

@@ -13,8 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from hpc_connect import HPCBackend, InvalidJobError
-from hpc_connect.allocation import Allocation, AllocationRequest
-from hpc_connect.allocation_pool import AllocationPool
+from hpc_connect.allocation import Allocation, AllocationPool, AllocationRequest
 
 from .resources import runtime_seconds, whole
 

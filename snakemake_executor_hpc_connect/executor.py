@@ -23,9 +23,8 @@ from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
 from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 from snakemake_interface_executor_plugins.utils import format_cli_arg
 
-from hpc_connect import HPCProcess, JobState, get_backend
-from hpc_connect.errors import HPCConnectError, InvalidJobError
-from hpc_connect.private import private_dir
+from hpc_connect import HPCConnectError, HPCProcess, InvalidJobError, JobState, get_backend
+from hpc_connect.script import private_dir
 
 from .allocation import allocation_backend
 from .logs import delete_older_than, log_path, safe

@@ -17,8 +17,7 @@ from typing import Any
 
 import attrs
 
-from hpc_connect import get_launcher
-from hpc_connect.errors import LauncherNotFoundError
+from hpc_connect import LauncherNotFoundError, get_launcher
 
 
 @attrs.frozen

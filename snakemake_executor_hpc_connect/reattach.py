@@ -31,9 +31,7 @@ from typing import Any
 
 from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 
-from hpc_connect import HPCBackend, HPCProcess
-from hpc_connect.errors import HPCConnectError, JobNotFoundError
-from hpc_connect.jobref import JobRef
+from hpc_connect import HPCBackend, HPCConnectError, HPCProcess, JobNotFoundError, JobRef
 
 RECORDS = Path(".snakemake") / "hpc_connect_jobs"
 

@@ -15,7 +15,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from hpc_connect.errors import InvalidJobError
+from hpc_connect import InvalidJobError
 
 #: resources whose value is a list of submit flags, besides ``<backend>_extra``
 FLAGS_RESOURCE = "hpc_connect_submit_flags"

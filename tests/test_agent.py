@@ -1,7 +1,8 @@
-"""The allocation agent (``hpc_connect/agent.py``) and the allocations that use it.
+"""The allocation agent (``hpc_connect/allocation/agent.py``) and the allocations that use
+it.
 
 - Local: the agent runs as a plain local process (no scheduler), driven by the same
-  ``AgentBackend`` as in a real allocation: jobs, exit codes, per-job time limits,
+  ``AgentRunner`` as in a real allocation: jobs, exit codes, per-job time limits,
   cancel, the allocation's end, and an agent that dies.
 - Grid Engine: real allocations on the one-node test cluster.
 - PBS, LSF, Flux: no real scheduler here; the holder job's generated submission is
@@ -22,29 +23,33 @@ from sge_jobs import jobs_under
 
 import hpc_connect
 from hpc_connect import AllocationError, JobState
-from hpc_connect.agent_backend import AgentBackend, agent_command, make_spool
-from hpc_connect.allocation import Allocation, AllocationRequest, Geometry
-from hpc_connect.job import JobSpec
+from hpc_connect.allocation import (
+    AgentRunner,
+    Allocation,
+    AllocationRequest,
+    Geometry,
+    make_spool,
+)
 from hpc_connect.script import JobFiles
 
 
 class LocalAllocation(Allocation):
     """The agent as a local process: the allocation "ends" when it is signalled."""
 
-    command: tuple[str, ...] = ("-m", "hpc_connect.agent")
+    command: tuple[str, ...] = ("-m", "hpc_connect.allocation.agent")
 
-    def make_backend(self) -> AgentBackend:
-        return AgentBackend(self)
+    def make_runner(self) -> AgentRunner:
+        return AgentRunner(self)
 
     def acquire(self) -> None:
-        backend = self.backend
-        assert isinstance(backend, AgentBackend)
-        backend.spool = make_spool(self.parent.run_dir())
+        runner = self.runner
+        assert isinstance(runner, AgentRunner)
+        runner.spool = make_spool(self.parent.run_dir())
         self.agent = subprocess.Popen(
-            [sys.executable, *self.command, str(backend.spool)])
+            [sys.executable, *self.command, str(runner.spool)])
         self.jobid = f"local{self.agent.pid}"
-        backend.wait_started(lambda: (True, None) if self.agent.poll() is None
-                             else (False, f"agent exited {self.agent.returncode}"))
+        runner.wait_started(lambda: (True, None) if self.agent.poll() is None
+                            else (False, f"agent exited {self.agent.returncode}"))
 
     def inspect(self) -> Geometry | None:
         return None if self.agent.poll() is not None else Geometry(nodes=1, cpus=2)
@@ -52,9 +57,6 @@ class LocalAllocation(Allocation):
     def release(self) -> None:
         self.agent.terminate()
         self.agent.wait(timeout=60)
-
-    def step_argv(self, spec: JobSpec, files: JobFiles) -> list[str]:
-        return []
 
 
 def local(tmp_path: Path) -> LocalAllocation:
@@ -123,8 +125,8 @@ def test_agent_killed_is_noticed(tmp_path: Path) -> None:
     the allocation's state: its running job ends timed-out instead of waiting forever."""
     sleeper = marker()
     with local(tmp_path) as alloc:
-        assert isinstance(alloc.backend, AgentBackend)
-        alloc.backend.stale_after, alloc.backend.liveness_interval = 1.0, 0.2
+        assert isinstance(alloc.runner, AgentRunner)
+        alloc.runner.stale_after, alloc.runner.liveness_interval = 1.0, 0.2
         job = alloc.backend.submit("orphaned", [sleeper])
         assert wait_until(lambda: processes_with(sleeper), timeout=60)
         alloc.agent.kill()
@@ -151,10 +153,10 @@ def test_agent_that_never_starts_is_one_error(tmp_path: Path) -> None:
 
 def test_agent_refuses_bad_use(tmp_path: Path) -> None:
     """Run by hand without a folder, the agent says how to run it."""
-    result = subprocess.run([sys.executable, "-m", "hpc_connect.agent"], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "hpc_connect.allocation.agent"],
+                            capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert "usage: python -m hpc_connect.agent SPOOL_FOLDER" in result.stderr
+    assert "usage: python -m hpc_connect.allocation.agent SPOOL_FOLDER" in result.stderr
 
 
 # ---- PBS, LSF, Flux: the holder's submission (no real scheduler here) ------------------
@@ -171,11 +173,13 @@ def test_holder_job_is_the_agent_on_one_node(tmp_path: Path, name: str,
     backend = hpc_connect.get_backend(name, workdir=tmp_path)
     alloc = backend.allocate(cpus=4, qtime=600)
     spool = tmp_path / "spool dir"
-    spec = alloc.holder_spec(agent_command(spool))
+    assert isinstance(alloc.runner, AgentRunner)
+    alloc.runner.spool = spool
+    spec = alloc.holder_spec()
     files = JobFiles.for_spec(spec, tmp_path, "00001-holder")
     directives = backend.directives(spec, files)  # type: ignore[attr-defined]
     assert set(lines) <= set(directives), directives
-    assert spec.commands == (f"{sys.executable} -m hpc_connect.agent '{spool}'",)
+    assert spec.commands == (f"{sys.executable} -m hpc_connect.allocation.agent '{spool}'",)
     assert alloc.backend.launcher == backend.launcher
 
 

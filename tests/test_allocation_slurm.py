@@ -17,8 +17,8 @@ from helpers import processes_with, wait_until
 import hpc_connect
 from hpc_connect import AllocationError, InvalidJobError, JobState
 from hpc_connect.allocation import parse_duration
+from hpc_connect.builtin_backends._slurm_allocation import geometry_of, parse_job
 from hpc_connect.builtin_backends.slurm import SlurmBackend
-from hpc_connect.builtin_backends.slurm_allocation import geometry_of, parse_job
 
 SCONTROL = ("JobId=227 JobName=hpc-alloc-x UserId=root(0) GroupId=root(0) JobState=RUNNING "
             "Reason=None RunTime=00:01:05 TimeLimit=00:05:00 NumNodes=1 NumCPUs=4 NumTasks=4 "
@@ -199,8 +199,8 @@ def test_bad_mode_is_refused_before_submitting() -> None:
         backend.allocate(cpus=2, mode="pilot")
     with pytest.raises(AllocationError, match=r"mode='agent' needs a holder job of its own"):
         backend.allocate(current=True, mode="agent")
-    assert backend.allocate(cpus=2).backend.__class__.__name__ == "SlurmAgentBackend"
-    assert backend.allocate(nodes=2).backend.__class__.__name__ == "SlurmStepBackend"
+    assert backend.allocate(cpus=2).runner.__class__.__name__ == "AgentRunner"
+    assert backend.allocate(nodes=2).runner.__class__.__name__ == "StepRunner"
     assert backend.queries == 0
 
 

@@ -23,25 +23,25 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from ..batch import BatchBackend, SchedulerStatus
-from ..errors import SchedulerError, SubmitError
-from ..flagcheck import reject_repeated
-from ..job import JobSpec
-from ..process import JobState, signal_reason
-from ..script import JobFiles
-from ._common import (
+from ..batch import (
+    BatchBackend,
     Option,
+    SchedulerStatus,
     directive_lines,
+    flux_match,
     last_line,
     option_argv,
     placement_options,
+    reject_repeated,
     tolerant_status_ok,
 )
-from ._find import flux_match
+from ..errors import SchedulerError, SubmitError
+from ..job import JobSpec
+from ..process import JobState, signal_reason
+from ..script import JobFiles
 
 #: placement fields → flux batch flags (None: refused)
 PLACEMENT_FLAGS: dict[str, str | None] = {
@@ -164,11 +164,9 @@ class FluxBackend(BatchBackend):
             raise SubmitError(f"flux: no job id in flux batch output {stdout.strip()!r}") from None
         return jobid
 
-    def find_submitted(self, files: JobFiles) -> str | None:
+    def find_submitted(self, spec: JobSpec, files: JobFiles) -> str | None:
         """The newest job of ours with this job's name and working directory submitted
         since the script was written (``flux jobs`` shows no script path)."""
-        name = next((shlex.split(line)[-1] for line in files.script.read_text().splitlines()
-                     if line.startswith("# flux: --job-name ")), None)
         result = self.run(["flux", "jobs", "-a", "--json"], retries=2)
         try:
             jobs = parse_jobs_json(result.stdout) if result.returncode == 0 else None
@@ -177,7 +175,7 @@ class FluxBackend(BatchBackend):
         if jobs is None:  # unknown: never resubmit blind
             raise SchedulerError(f"flux jobs failed: {(result.stderr or result.stdout).strip()}")
         written = files.script.stat().st_mtime - 1.0
-        return None if name is None else flux_match(jobs, name, os.getcwd(), written)
+        return flux_match(jobs, spec.name, os.getcwd(), written)
 
     def status_argv(self, jobids: Sequence[str]) -> list[str]:
         return ["flux", "jobs", "-a", "--json", *jobids]
@@ -191,7 +189,7 @@ class FluxBackend(BatchBackend):
         return statuses
 
     def status_ok(self, result: Any) -> bool:
-        return tolerant_status_ok(result, parse_jobs_json, r"unknown job|not found|invalid job")
+        return tolerant_status_ok(result, r"unknown job|not found|invalid job")
 
     def cancel_argv(self, jobids: Sequence[str]) -> list[str]:
         return ["flux", "cancel", *jobids]

@@ -26,22 +26,23 @@ import shlex
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from ..batch import BatchBackend, SchedulerStatus
-from ..errors import SchedulerError, SubmitError
-from ..flagcheck import reject_repeated
-from ..job import JobSpec
-from ..process import JobState, signal_reason
-from ..script import JobFiles
-from ._common import (
+from ..batch import (
+    BatchBackend,
     Option,
+    SchedulerStatus,
     directive_lines,
+    lsf_match,
     minutes,
     option_argv,
     per_node,
     placement_options,
+    reject_repeated,
     tolerant_status_ok,
 )
-from ._find import lsf_match
+from ..errors import SchedulerError, SubmitError
+from ..job import JobSpec
+from ..process import JobState, signal_reason
+from ..script import JobFiles
 
 _STATES = {
     "PEND": JobState.PENDING, "WAIT": JobState.PENDING, "PSUSP": JobState.PENDING,
@@ -143,7 +144,7 @@ class LSFBackend(BatchBackend):
                               f"{stdout.strip()!r}")
         return match.group(1)
 
-    def find_submitted(self, files: JobFiles) -> str | None:
+    def find_submitted(self, spec: JobSpec, files: JobFiles) -> str | None:
         """The job whose command is our script, in one ``bjobs -a`` of the user's jobs."""
         result = self.run(["bjobs", "-a", "-o", "jobid command", "-json"], retries=2,
                           ok=lambda r: r.returncode == 0 or "No job found" in r.stderr)
@@ -165,7 +166,7 @@ class LSFBackend(BatchBackend):
                 if "ERROR" not in r and "JOBID" in r}
 
     def status_ok(self, result: Any) -> bool:
-        return tolerant_status_ok(result, parse_bjobs_json, r"is not found|no matching job")
+        return tolerant_status_ok(result, r"is not found|no matching job")
 
     def cancel_argv(self, jobids: Sequence[str]) -> list[str]:
         return ["bkill", *jobids]

@@ -26,23 +26,24 @@ import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from ..batch import BatchBackend, SchedulerStatus
-from ..errors import ConfigError, SchedulerError, SubmitError
-from ..flagcheck import reject_repeated
-from ..job import JobSpec
-from ..process import JobState, signal_reason
-from ..script import JobFiles
-from ._common import (
+from ..batch import (
+    BatchBackend,
     Option,
+    SchedulerStatus,
     directive_lines,
     hms,
     last_line,
     option_argv,
+    pbs_match,
     per_node,
     placement_options,
+    reject_repeated,
     tolerant_status_ok,
 )
-from ._find import pbs_match
+from ..errors import ConfigError, SchedulerError, SubmitError
+from ..job import JobSpec
+from ..process import JobState, signal_reason
+from ..script import JobFiles
 
 _STATES = {
     "Q": JobState.PENDING, "H": JobState.PENDING, "W": JobState.PENDING,
@@ -225,7 +226,7 @@ class PBSBackend(BatchBackend):
             raise SubmitError(f"pbs: no job id in qsub output {stdout.strip()!r}")
         return jobid
 
-    def find_submitted(self, files: JobFiles) -> str | None:
+    def find_submitted(self, spec: JobSpec, files: JobFiles) -> str | None:
         """The job whose submit arguments end with our script, in one full ``qstat -f``
         (with history on PBS Pro)."""
         argv = ["qstat", "-f"] if self.flavor == "torque" else ["qstat", "-f", "-F", "json", "-x"]
@@ -250,7 +251,7 @@ class PBSBackend(BatchBackend):
         return _keyed(self._parse(stdout))
 
     def status_ok(self, result: Any) -> bool:
-        return tolerant_status_ok(result, self._parse, _UNKNOWN)
+        return tolerant_status_ok(result, _UNKNOWN)
 
     def cancel_argv(self, jobids: Sequence[str]) -> list[str]:
         return ["qdel", *jobids]

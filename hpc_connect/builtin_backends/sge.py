@@ -44,13 +44,20 @@ from typing import Any, ClassVar
 
 import attrs
 
-from ..batch import BatchBackend, BatchProcess, SchedulerStatus
+from ..batch import (
+    BatchBackend,
+    BatchProcess,
+    Option,
+    SchedulerStatus,
+    hms,
+    last_line,
+    placement_options,
+    reject_repeated,
+)
 from ..errors import SchedulerError, SubmitError
-from ..flagcheck import reject_repeated
 from ..job import JobSpec
 from ..process import JobState, signal_reason
 from ..script import JobFiles
-from ._common import Option, hms, last_line, placement_options
 
 log = logging.getLogger("hpc_connect")
 
@@ -250,11 +257,11 @@ class SGEBackend(BatchBackend):
             raise SubmitError(f"sge: no job id in qsub -terse output {stdout.strip()!r}")
         return match.group(1)
 
-    def find_submitted(self, files: JobFiles) -> str | None:
+    def find_submitted(self, spec: JobSpec, files: JobFiles) -> str | None:
         """The job run from ``files.script``: ``qstat -j <name>`` shows each job's script;
         a job that already ran and left is the newest accounting record of that name
         submitted after the script was written."""
-        name = self._submitted_name(files)
+        name = safe_name(spec.name)
         result = self.run(["qstat", "-j", name], retries=2,
                           ok=lambda r: r.returncode == 0 or "do not exist" in r.stderr)
         if result.returncode != 0 and "do not exist" not in result.stderr:
@@ -269,12 +276,6 @@ class SGEBackend(BatchBackend):
             found = [jobid for jobid, record in parse_qacct(acct.stdout).items()
                      if _epoch(record.get("qsub_time", "")) >= written]
         return max(found, key=int) if found else None
-
-    def _submitted_name(self, files: JobFiles) -> str:
-        for line in files.script.read_text().splitlines():
-            if line.startswith("#$ -N "):
-                return line.split(" ", 2)[2]  # always plain: safe_name()
-        return files.script.stem
 
     # ---- status -------------------------------------------------------------------------
     def status_argv(self, jobids: Sequence[str]) -> list[str]:
@@ -299,7 +300,7 @@ class SGEBackend(BatchBackend):
 
     def _by_id(self) -> dict[str, BatchProcess]:
         """This backend's live jobs by id (their exit-status files)."""
-        return {p.jobid: p for p in self._submitted if isinstance(p, BatchProcess)}
+        return {p.jobid: p for p in self.submitted if isinstance(p, BatchProcess)}
 
     def _fail_stuck(self, jobids: list[str], ours: dict[str, BatchProcess],
                     ) -> dict[str, SchedulerStatus]:
@@ -323,15 +324,6 @@ class SGEBackend(BatchBackend):
                 why = f"Grid Engine error state (Eqw): {reason}"
             found[jobid] = SchedulerStatus(JobState.FAILED, rc or 1, f"{why}; job deleted")
         return found
-
-    def status_ok(self, result: Any) -> bool:
-        if result.returncode != 0:
-            return False
-        try:
-            parse_qstat_xml(result.stdout)
-        except ET.ParseError:
-            return False
-        return True
 
     def finished_status(self, jobids: Sequence[str]) -> dict[str, SchedulerStatus]:
         """One ``qacct`` for the jobs that left without a plain exit status."""

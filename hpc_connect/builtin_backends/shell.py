@@ -21,28 +21,17 @@ from typing import Any, ClassVar
 
 from ..backend import HPCBackend
 from ..job import JobSpec
-from ..private import create_private
-from ..process import HPCProcess, JobState, signal_reason
-from ..script import JobFiles, write_script
-from ..script_backend import ScriptBackend, ScriptProcess
-from . import shell_attach
-
-
-def session_members(sid: int) -> list[int]:
-    """PIDs of live (non-zombie) processes in session ``sid``, read from /proc."""
-    members = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if fields[0] != b"Z" and int(fields[3]) == sid:
-            members.append(int(entry.name))
-    return members
+from ..process import HPCProcess, JobState
+from ..script import (
+    JobFiles,
+    ScriptBackend,
+    ScriptProcess,
+    create_private,
+    job_key,
+    write_script,
+)
+from . import _shell_attach as shell_attach
+from ._procfs import alive, session_members
 
 
 def kill_session(sid: int, grace: float) -> None:
@@ -55,22 +44,9 @@ def kill_session(sid: int, grace: float) -> None:
         deadline = time.monotonic() + wait
         while pids and time.monotonic() < deadline:
             time.sleep(0.02)
-            pids = [pid for pid in pids if _alive(pid)]
+            pids = [pid for pid in pids if alive(pid)]
         if not pids:
             return
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] != b"Z"
 
 
 class ShellProcess(ScriptProcess):
@@ -108,12 +84,12 @@ class ShellBackend(ScriptBackend):
     def __init__(self, *, cancel_grace: float = 3.0, **options: Any) -> None:
         super().__init__(**options)
         self.cancel_grace = float(cancel_grace)
-        self._run = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        self.run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         _BACKENDS.add(self)
 
     def submit_spec(self, spec: JobSpec) -> ShellProcess:
-        key = f"{next(self._counter):05d}-{_safe(spec.name)}"
-        files = JobFiles.for_spec(spec, self.run_dir() / self._run, key)
+        files = JobFiles.for_spec(spec, self.run_dir() / self.run_id,
+                                  job_key(next(self._counter), spec.name))
         # the script's own TERM-to-KILL grace ends before kill_session's (which KILLs it)
         write_script(spec, files, root=self.run_dir(), kill_grace=self.cancel_grace / 2)
         argv = ["/bin/bash", str(files.script)]
@@ -141,7 +117,7 @@ class ShellBackend(ScriptBackend):
 
     def attach(self, jobid: str) -> HPCProcess:
         process = shell_attach.attach(self, jobid)
-        self._track([process])
+        self.track([process])
         return process
 
     def jobs_named(self, prefix: str) -> list[HPCProcess]:
@@ -165,10 +141,8 @@ class ShellBackend(ScriptBackend):
         kill_session(process.popen.pid, self.cancel_grace)  # background children left behind
         if qtime is not None and rc in (124, 137) and elapsed >= qtime:  # coreutils timeout
             process.set_state(JobState.TIMED_OUT, rc, f"time limit of {qtime:g}s reached")
-        elif rc == 0:
-            process.set_state(JobState.COMPLETED, 0)
         else:
-            process.set_state(JobState.FAILED, rc, signal_reason(rc))
+            process.set_exit(rc)
 
     def cancel_many(self, processes: Iterable[HPCProcess]) -> None:
         processes = list(processes)
@@ -178,12 +152,12 @@ class ShellBackend(ScriptBackend):
                 os.killpg(process.popen.pid, signal.SIGTERM)
         for process in live:
             kill_session(process.popen.pid, self.cancel_grace)
-            process.set_state(JobState.CANCELLED, _reap(process.popen), "cancelled by user")
+            process.set_cancelled(_reap(process.popen))
         for attached in processes:
             if isinstance(attached, shell_attach.AttachedShellProcess) and not attached.done:
                 if attached.alive():  # never signal a later process that reuses the pid
                     kill_session(attached.pid, self.cancel_grace)
-                attached.set_state(JobState.CANCELLED, -15, "cancelled by user")
+                attached.set_cancelled()
 
 
 def _reap(popen: subprocess.Popen[bytes]) -> int:
@@ -194,11 +168,6 @@ def _reap(popen: subprocess.Popen[bytes]) -> int:
     while (rc := popen.poll()) is None and time.monotonic() < deadline:
         time.sleep(0.01)
     return -signal.SIGTERM if rc is None else rc
-
-
-def _safe(name: str) -> str:
-    """A file-name-safe form of a job name (the name itself is never interpreted)."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60] or "job"
 
 
 __all__ = ["ShellBackend", "ShellProcess", "kill_session", "session_members"]

@@ -41,10 +41,13 @@ from typing import Any, ClassVar
 
 import attrs
 
-from ..allocation import Allocation, AllocationRequest
-from ..batch import BatchBackend, BatchProcess, SchedulerStatus
+from ..batch import (
+    BatchBackend,
+    BatchProcess,
+    SchedulerStatus,
+    reject_repeated,
+)
 from ..errors import SchedulerError, SubmitError
-from ..flagcheck import reject_repeated
 from ..job import PLACEMENT, JobSpec
 from ..jobref import JobRef
 from ..process import HPCProcess, JobState, signal_reason
@@ -52,7 +55,7 @@ from ..script import JobFiles
 
 log = logging.getLogger("hpc_connect")
 
-_PENDING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
+PENDING_STATES = _PENDING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
             "RESV_DEL_HOLD", "SPECIAL_EXIT"}
 _RUNNING = {"RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT",
             "RESIZING"}
@@ -103,6 +106,22 @@ def literal_filename(path: Path) -> str:
     return str(path).replace("%", "%%")
 
 
+def io_options(spec: JobSpec, files: JobFiles) -> list[tuple[str, str]]:
+    """The name, log and working-folder options of a job or a step."""
+    opts = [("--job-name", spec.name), ("--output", literal_filename(files.output))]
+    if not files.merged:
+        opts.append(("--error", literal_filename(files.error)))
+    opts.append(("--chdir", str((spec.workdir or Path.cwd()).absolute())))
+    return opts
+
+
+def without_job_geometry(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` without an enclosing job's ``SLURM_*`` geometry (site settings kept), so
+    that a new job's or step's own flags decide its shape."""
+    return {k: v for k, v in env.items()
+            if k in _KEEP or not k.startswith(("SLURM_", "SLURMD_"))}
+
+
 def exit_status(state: str, code: int, sig: int, reason: str = "") -> SchedulerStatus:
     """A final status from Slurm's state and ``ExitCode=code:sig``."""
     state = state.split()[0].rstrip("+") if state.strip() else "FAILED"
@@ -140,6 +159,10 @@ class SlurmBackend(BatchBackend):
         r"transport endpoint is not connected", r"slurmctld.*(down|not responding)",
     )
 
+    #: allocation mode: a holder job whose jobs run through the agent or as srun steps
+    allocation_type: ClassVar[Any] = (
+        "hpc_connect.builtin_backends._slurm_allocation:SlurmAllocation")
+
     def __init__(self, *, accounting: bool | None = None, **options: Any) -> None:
         """``accounting``: whether ``sacct`` works here (None: find out on first need)."""
         super().__init__(**options)
@@ -151,11 +174,7 @@ class SlurmBackend(BatchBackend):
     # ---- script and submission ----------------------------------------------------------
     def options(self, spec: JobSpec, files: JobFiles) -> list[tuple[str, str]]:
         """``(flag, value)`` pairs for this job, in the order they are written."""
-        opts = [("--job-name", spec.name), ("--output", literal_filename(files.output))]
-        if not files.merged:
-            opts.append(("--error", literal_filename(files.error)))
-        opts.append(("--chdir", str((spec.workdir or Path.cwd()).absolute())))
-        opts.append(("--export", "ALL"))
+        opts = [*io_options(spec, files), ("--export", "ALL")]
         opts += [(f"--{field}", value) for field, value in placement(spec)]
         if spec.nodes:
             opts.append(("--nodes", str(spec.nodes)))
@@ -209,10 +228,9 @@ class SlurmBackend(BatchBackend):
         """The caller's environment without an enclosing job's ``SLURM_*`` geometry."""
         if "SLURM_JOB_ID" not in os.environ and "SLURM_JOBID" not in os.environ:
             return None
-        return {k: v for k, v in os.environ.items()
-                if k in _KEEP or not k.startswith(("SLURM_", "SLURMD_"))}
+        return without_job_geometry(os.environ)
 
-    def find_submitted(self, files: JobFiles) -> str | None:
+    def find_submitted(self, spec: JobSpec, files: JobFiles) -> str | None:
         result = self.run(["squeue", "--me", "--noheader", "--states=all", "--format=%i|%o"],
                           retries=2)
         if result.returncode != 0:  # unknown: never resubmit blind
@@ -313,24 +331,10 @@ class SlurmBackend(BatchBackend):
                 ref = JobRef(self.name, self.site(), jobid,
                              script=Path(script) if script.startswith("/") else None)
                 process = BatchProcess(self, JobSpec.from_submit(name, [":"]), jobid,
-                                       ref.files())
+                                       JobFiles.for_ref(ref))
                 process.set_state(JobState.PENDING if state in _PENDING else JobState.RUNNING)
                 found.append(process)
         return found
-
-    # ---- allocation mode ------------------------------------------------------------------
-    def allocate(self, *, nodes: int | None = None, cpus: int | None = None,
-                 gpus: int | None = None, qtime: float | None = None,
-                 submit_flags: Sequence[str] | None = None, current: bool = False,
-                 mode: str | None = None) -> Allocation:
-        """A holder job (or, with ``current``, the job this runs in) whose ``.backend`` runs
-        each job through an agent in the holder (``mode="agent"``: the default for one
-        node without GPUs) or as an ``srun --exact`` step (``slurm_allocation.py``)."""
-        from .slurm_allocation import SlurmAllocation
-
-        request = AllocationRequest(nodes=nodes, cpus=cpus, gpus=gpus, qtime=qtime,
-                                    submit_flags=submit_flags, mode=mode)
-        return SlurmAllocation(self, request, current=current)
 
     # ---- cancel ---------------------------------------------------------------------------
     def cancel_argv(self, jobids: Sequence[str]) -> list[str]:

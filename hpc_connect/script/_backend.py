@@ -1,5 +1,6 @@
 """``ScriptBackend`` (layer 2): backends that turn a validated ``JobSpec`` into a job
-script and a process. The shell backend and ``BatchBackend`` derive from it.
+script and a process; ``ScriptProcess``, such a job. The shell backend and
+``BatchBackend`` derive from it.
 
 A subclass implements ``submit_spec`` and ``cancel_many``, and ``poll_many`` or
 ``refresh``.
@@ -14,12 +15,12 @@ from typing import Any
 
 import attrs
 
-from .backend import HPCBackend
-from .group import ProcessGroup, per_job
-from .job import JobSpec
-from .process import HPCProcess
-from .script import JobFiles
-from .usage import Usage
+from ..backend import HPCBackend
+from ..group import ProcessGroup, per_job
+from ..job import JobSpec
+from ..process import HPCProcess
+from ..usage import Usage
+from ._files import JobFiles
 
 
 class ScriptProcess(HPCProcess):
@@ -86,14 +87,8 @@ class ScriptBackend(HPCBackend):
 
     def submit_specs(self, specs: Sequence[JobSpec]) -> list[HPCProcess]:
         """Submit validated jobs; if one fails, those already submitted are cancelled."""
-        processes: list[HPCProcess] = []
-        try:
-            for spec in specs:
-                processes.append(self.submit_spec(spec))
-        except BaseException:
-            self.cancel_many(processes)
-            raise
-        self._track(processes)
+        processes = self.submit_all(lambda i: self.submit_spec(specs[i]), len(specs))
+        self.track(processes)
         return processes
 
     def poll_many(self, processes: Iterable[HPCProcess]) -> None:

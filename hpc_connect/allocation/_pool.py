@@ -22,12 +22,14 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
-from .allocation import Allocation, AllocationError
-from .backend import HPCBackend
-from .errors import HPCConnectError
-from .job import JobSpec
-from .process import HPCProcess, JobState
-from .script_backend import ScriptBackend
+from ..backend import HPCBackend
+from ..errors import AllocationError, HPCConnectError
+from ..job import JobSpec
+from ..process import HPCProcess, JobState
+from ..script import ScriptBackend
+from ._base import Allocation
+from ._packing import AllocatedProcess
+from ._protocol import EndReason
 
 log = logging.getLogger("hpc_connect")
 
@@ -117,7 +119,7 @@ class AllocationPool(ScriptBackend):
                 job.set_state(JobState.FAILED, 1, str(exc))
                 continue
             job.allocation = target
-            target.backend._track([job.step])
+            target.backend.track([job.step])
         self._waiting = kept
         if (self._waiting and not self.acquiring and len(usable) < self.max_allocations
                 and not self._closed and self.failure is None):
@@ -171,8 +173,8 @@ class AllocationPool(ScriptBackend):
         if not step.done:
             job.set_state(step.state)
             return
-        if step.state is JobState.TIMED_OUT and f"allocation {allocation.jobid}" in step.reason \
-                and job.attempts <= self.max_moves:
+        moved = isinstance(step, AllocatedProcess) and step.end is EndReason.ALLOCATION_ENDED
+        if moved and job.attempts <= self.max_moves:
             log.warning("hpc_connect: allocation %s expired under job %r; running it again "
                         "in a new allocation", allocation.jobid, job.name)
             self._retire(allocation)
@@ -205,7 +207,7 @@ class AllocationPool(ScriptBackend):
             for allocation, steps in by_allocation.values():
                 allocation.backend.cancel_many(steps)
             for job in jobs:
-                job.set_state(JobState.CANCELLED, -15, "cancelled by user")
+                job.set_cancelled()
 
     def close(self) -> None:
         """Cancel every step and release every allocation (also those still pending)."""

@@ -15,7 +15,7 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import UnsafePathError
+from ..errors import UnsafePathError
 
 log = logging.getLogger("hpc_connect")
 

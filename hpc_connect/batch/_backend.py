@@ -1,4 +1,4 @@
-"""The mechanism every batch scheduler shares, written once.
+"""``BatchBackend``: the mechanism every batch scheduler shares, written once (PSI/J-style).
 
 A scheduler backend derives from ``BatchBackend`` and supplies only what differs:
 the script directives, the submit command and how to read the job id, the status
@@ -29,21 +29,28 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
-from .backend import HPCBackend
-from .errors import JobNotFoundError, SchedulerError, SubmitError
-from .job import JobSpec
-from .jobref import resolve
-from .private import current_umask
-from .process import HPCProcess, JobState, signal_reason
-from .script import JobFiles, submit_environment, write_script
-from .script_backend import ScriptBackend, ScriptProcess
+from ..backend import HPCBackend
+from ..errors import JobNotFoundError, SchedulerError, SubmitError
+from ..job import JobSpec
+from ..jobref import resolve
+from ..process import HPCProcess, JobState
+from ..script import (
+    JobFiles,
+    ScriptBackend,
+    ScriptProcess,
+    current_umask,
+    job_key,
+    submit_environment,
+    write_script,
+)
 
-if TYPE_CHECKING:
-    from .allocation import Allocation
+#: what a status command's output may raise while it is parsed (an XML parser's
+#: ``ParseError`` is a ``SyntaxError``)
+UNREADABLE = (ValueError, KeyError, TypeError, AttributeError, SyntaxError)
 
 log = logging.getLogger("hpc_connect")
 
@@ -82,6 +89,9 @@ class BatchBackend(ScriptBackend):
     )
     #: polls in a row a job may be missing everywhere before it is declared lost
     lost_after: ClassVar[int] = 3
+    #: allocation mode: one node held by a job of this backend running the agent
+    #: (``hpc_connect.allocation``), late-bound: the allocation layer builds on this one
+    allocation_type: ClassVar[Any] = "hpc_connect.allocation:Allocation"
     #: umask for the submit command where the scheduler creates the job's output files
     #: with it (Slurm: 0o077, so logs are private); the job body gets the caller's back
     submit_umask: ClassVar[int | None] = None
@@ -97,7 +107,8 @@ class BatchBackend(ScriptBackend):
         self.retry_delay = float(retry_delay)
         self.lost_grace = float(lost_grace)
         self.queries = 0  # scheduler commands run, for benchmarks and tests
-        self._run = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        #: this backend's folder under ``run_dir()`` (and the holder jobs' name)
+        self.run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         self._count = 0
 
     @property
@@ -145,8 +156,9 @@ class BatchBackend(ScriptBackend):
         """Final states of jobs that left the queue (accounting); one query, or none."""
         return {}
 
-    def find_submitted(self, files: JobFiles) -> str | None:
-        """The id of a job already submitted from ``files.script``, if the scheduler shows one.
+    def find_submitted(self, spec: JobSpec, files: JobFiles) -> str | None:
+        """The id of a job already submitted from ``files.script`` (job ``spec``), if the
+        scheduler shows one.
 
         Called before retrying a submission whose first attempt may have gone through,
         so a job is never submitted twice. Raise ``SchedulerError`` when the scheduler
@@ -164,7 +176,8 @@ class BatchBackend(ScriptBackend):
         return None
 
     def status_ok(self, result: subprocess.CompletedProcess[str]) -> bool:
-        """Whether a status command's result can be parsed (some exit 1 on unknown ids)."""
+        """Whether a status command's result is an answer (some exit 1 on unknown ids);
+        ``parse_status`` reads it (and may raise ``ValueError``: states stay unchanged)."""
         return result.returncode == 0
 
     # ---- the shared mechanism ---------------------------------------------------------
@@ -213,9 +226,8 @@ class BatchBackend(ScriptBackend):
 
     def job_files(self, spec: JobSpec) -> JobFiles:
         self._count += 1
-        key = f"{self._count:05d}-" + "".join(
-            c if c.isalnum() or c in "-_." else "_" for c in spec.name)[:60]
-        return JobFiles.for_spec(spec, self.run_dir() / self._run, key)
+        return JobFiles.for_spec(spec, self.run_dir() / self.run_id, job_key(self._count,
+                                                                               spec.name))
 
     def submit_spec(self, spec: JobSpec) -> BatchProcess:
         """Write the script and submit it, retrying transient failures with backoff.
@@ -235,7 +247,7 @@ class BatchBackend(ScriptBackend):
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
                 try:
-                    jobid = self.find_submitted(files)
+                    jobid = self.find_submitted(spec, files)
                 except SchedulerError as exc:
                     message = f"{message}; the queue could not be checked: {exc}"
                     continue
@@ -255,31 +267,18 @@ class BatchBackend(ScriptBackend):
         raise SubmitError(f"{self.name}: {argv[0]} kept failing for job {spec.name!r} "
                           f"({self.retries + 1} attempts): {message}")
 
-    def allocate(self, *, nodes: int | None = None, cpus: int | None = None,
-                 gpus: int | None = None, qtime: float | None = None,
-                 submit_flags: Sequence[str] | None = None, current: bool = False,
-                 mode: str | None = None) -> Allocation:
-        """One node held by a job of this backend running the agent, whose ``.backend``
-        runs jobs there with no scheduler call per job (``agent_allocation.py``)."""
-        from .agent_allocation import AgentAllocation
-        from .allocation import AllocationRequest
-
-        request = AllocationRequest(nodes=nodes, cpus=cpus, gpus=gpus, qtime=qtime,
-                                    submit_flags=submit_flags, mode=mode)
-        return AgentAllocation(self, request, current=current)
-
     def attach(self, jobid: str) -> BatchProcess:
         """One status query for an earlier job; its exit-status file if the queue forgot it."""
         ref = resolve(jobid, self.name, self.site())
         script = None if ref.script else self.job_script(ref.jobid)
-        process = BatchProcess(self, ref.spec(), ref.jobid, ref.files(script))
+        process = BatchProcess(self, ref.spec(), ref.jobid, JobFiles.for_ref(ref, script))
         self._finish_from_file(process)
         if not process.done:
             self._query([process])  # the scheduler's word now, whatever the polling pace
         if not process.done and process.misses:
             raise JobNotFoundError(f"{self.name} job {ref.jobid}: the scheduler has no record "
                                    f"of it and it left no exit status ({process.files.exitcode})")
-        self._track([process])
+        self.track([process])
         return process
 
     def poll_many(self, processes: Iterable[HPCProcess]) -> None:
@@ -306,7 +305,12 @@ class BatchBackend(ScriptBackend):
             log.warning("%s status query failed, states unchanged: %s", self.name,
                         (result.stderr or result.stdout).strip())
             return
-        statuses = self.parse_status(result.stdout)
+        try:
+            statuses = self.parse_status(result.stdout)
+        except UNREADABLE as exc:
+            log.warning("%s status query gave output that could not be read, states "
+                        "unchanged: %s: %s", self.name, type(exc).__name__, exc)
+            return
         left = []
         for process in live:
             status = statuses.get(process.jobid)
@@ -328,8 +332,7 @@ class BatchBackend(ScriptBackend):
         death by signal marks it ``signalled`` (the scheduler says why)."""
         recorded = process.files.read_exitcode()
         if recorded is not None and self.final_exit(recorded):
-            process.set_state(JobState.COMPLETED if recorded == 0 else JobState.FAILED,
-                              recorded, "" if recorded == 0 else f"exit code {recorded}")
+            process.set_exit(recorded)
         elif recorded is not None:
             process.signalled = True
 
@@ -345,8 +348,7 @@ class BatchBackend(ScriptBackend):
         elif status is not None:
             process.set_state(status.state, status.returncode, status.reason)
         elif recorded is not None:
-            state = JobState.COMPLETED if recorded == 0 else JobState.FAILED
-            process.set_state(state, recorded, "" if recorded == 0 else signal_reason(recorded))
+            process.set_exit(recorded)
         else:
             process.misses += 1
             age = time.monotonic() - process.submitted_at
@@ -364,4 +366,4 @@ class BatchBackend(ScriptBackend):
         if result.returncode != 0:
             log.warning("%s cancel reported: %s", self.name, (result.stderr or "").strip())
         for process in live:
-            process.set_state(JobState.CANCELLED, -15, "cancelled by user")
+            process.set_cancelled()

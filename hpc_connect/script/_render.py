@@ -1,9 +1,9 @@
-"""Rendering a job description into a shell script, shared by every backend.
+"""Rendering a job description into its shell script, shared by every backend.
 
 The script runs in two stages. The *supervisor* (the process the scheduler starts)
 runs the same file again as the *job body*, in a child with a process group of its
 own, under a tiny Python wrapper that waits for it and writes its exit status and
-resource usage (``usage.py``) to a status file next to the script: exit codes and
+resource usage (``hpc_connect/usage.py``) to a status file next to the script: exit codes and
 usage are known even where the scheduler keeps no accounting. When the job is
 signalled (cancel, time limit), the supervisor ends every process of the job, even
 ones that left its process group, before it ends. The body runs each command line
@@ -22,11 +22,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import attrs
-
-from .job import JobSpec
-from .private import SCRIPT_MODE, create_private, ensure_private_file, private_dir, read_trusted
-from .usage import Usage, parse_usage
+from ..job import JobSpec
+from ._files import JobFiles
+from ._owner_only import SCRIPT_MODE, create_private, ensure_private_file, private_dir
 
 log = logging.getLogger("hpc_connect")
 
@@ -153,43 +151,6 @@ if [ "${HPC_CONNECT_JOB_STAGE-}" != body ]; then
     if [ "$hpc_rc" -lt 0 ]; then trap - $((-hpc_rc)); kill -$((-hpc_rc)) $$; fi
     exit "$hpc_rc"
 fi"""[1:]
-
-
-@attrs.frozen
-class JobFiles:
-    """Where one job's script, output, error and exit-status files live."""
-
-    script: Path
-    output: Path
-    error: Path
-    exitcode: Path
-
-    @classmethod
-    def for_spec(cls, spec: JobSpec, run_dir: Path, jobkey: str) -> JobFiles:
-        """Paths for ``spec``: the caller's where given, else ``run_dir/<jobkey>.*``."""
-        script = (spec.scriptname or run_dir / f"{jobkey}.sh").absolute()
-        output = (spec.output or script.with_suffix(".out")).absolute()
-        error = output if spec.merged_output else Path(spec.error or "").absolute()
-        return cls(script, output, error, script.with_name(script.name + ".exitcode"))
-
-    @property
-    def merged(self) -> bool:
-        return self.output == self.error
-
-    def _status_text(self) -> str | None:
-        """The status file's text if we wrote it (see ``private.read_trusted``)."""
-        return read_trusted(self.exitcode)
-
-    def read_exitcode(self) -> int | None:
-        """The status the script recorded, or None if it has not finished."""
-        text = self._status_text()
-        first = text.split("\n", 1)[0].strip() if text else ""
-        return int(first) if first.lstrip("-").isdigit() else None
-
-    def read_usage(self) -> Usage | None:
-        """The resource usage the script recorded, or None."""
-        text = self._status_text()
-        return parse_usage(text) if text else None
 
 
 def render_script(

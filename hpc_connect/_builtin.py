@@ -1,15 +1,15 @@
 """The built-in backends and launchers as a pluggy plugin, registered like any other.
 
 This module is the target of our own ``hpc_connect`` entry point. The names live in
-``registry.py`` so that finding a built-in by name needs no pluggy.
+``_names.py`` so that finding a built-in by name needs no pluggy.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .plugins import hookimpl
-from .registry import BACKENDS, LAUNCHERS, load
+from ._names import BACKENDS, LAUNCHERS, load
+from .hooks import hookimpl
 
 
 @hookimpl

@@ -7,7 +7,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from . import cancel_run
+from . import _cancel_run as cancel_run
 from .config import load_config
 from .plugins import backend_classes, display_name, launcher_classes
 from .registry import get_backend

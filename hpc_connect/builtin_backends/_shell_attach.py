@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 from ..errors import HPCConnectError, JobNotFoundError
 from ..job import JobSpec
 from ..jobref import JobRef, resolve
-from ..process import HPCProcess, JobState, signal_reason
-from ..script import JobFiles
-from ..script_backend import ScriptProcess
+from ..process import HPCProcess, JobState
+from ..script import JobFiles, ScriptProcess
+from ._procfs import stat_fields
 
 if TYPE_CHECKING:
     from .shell import ShellBackend
@@ -38,19 +38,9 @@ def _boot_id() -> str:
         return ""
 
 
-def _stat(pid: int) -> list[bytes] | None:
-    """The fields of /proc/<pid>/stat after the command name (state first)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return None
-    return stat[stat.rfind(b")") + 2 :].split()
-
-
 def incarnation(pid: int, *, zombies: bool = False) -> str | None:
     """``<boot id>/<start time>`` of process ``pid`` (None: no such live process)."""
-    fields = _stat(pid)
+    fields = stat_fields(pid)
     if fields is None or (fields[0] == b"Z" and not zombies):
         return None
     return f"{_boot_id()}/{fields[19].decode()}"  # field 22 of stat: start time in ticks
@@ -77,10 +67,8 @@ class AttachedShellProcess(ScriptProcess):
         if rc is None:
             self.set_state(JobState.FAILED, 1, "the job's process ended without recording an "
                            "exit status (killed by a signal?)")
-        elif rc == 0:
-            self.set_state(JobState.COMPLETED, 0)
         else:
-            self.set_state(JobState.FAILED, rc, signal_reason(rc))
+            self.set_exit(rc)
 
 
 def job_ref(backend: ShellBackend, process: HPCProcess) -> str:
@@ -98,7 +86,7 @@ def attach(backend: ShellBackend, jobid: str) -> AttachedShellProcess:
     if ref.script is None:
         raise HPCConnectError(f"shell job {ref.jobid!r}: a bare pid cannot be attached safely "
                               "(pids are reused); give the reference from backend.job_ref")
-    process = AttachedShellProcess(backend, ref.spec(), ref, ref.files())
+    process = AttachedShellProcess(backend, ref.spec(), ref, JobFiles.for_ref(ref))
     if process.alive():
         process.set_state(JobState.RUNNING)
         return process
@@ -117,7 +105,7 @@ def jobs_named(backend: ShellBackend, prefix: str) -> list[HPCProcess]:
         if not entry.name.isdigit():
             continue
         pid = int(entry.name)
-        fields = _stat(pid)
+        fields = stat_fields(pid)
         try:
             if fields is None or fields[0] == b"Z" or int(fields[3]) != pid \
                     or entry.stat().st_uid != os.getuid():
@@ -132,7 +120,7 @@ def jobs_named(backend: ShellBackend, prefix: str) -> list[HPCProcess]:
             continue
         ref = JobRef(backend.name, host(), str(pid), token, script)
         process = AttachedShellProcess(backend, JobSpec.from_submit(name, [":"]), ref,
-                                       ref.files())
+                                       JobFiles.for_ref(ref))
         process.set_state(JobState.RUNNING)
         found.append(process)
     return found
