@@ -44,3 +44,17 @@ def locate_config_file(explicit: str | os.PathLike[str] | None = None) -> Path |
     from pathlib import Path
 
     return Path(found)
+
+
+def any_config(explicit: str | os.PathLike[str] | None = None) -> bool:
+    """Whether any configuration beyond defaults may be in force (cheap: a few stats)."""
+    if os.environ.get("HPC_CONNECT_CFG64") or locate_config_file(explicit) is not None:
+        return True
+    site = os.environ.get("HPC_CONNECT_SITE_CONFIG")
+    glob = os.environ.get("HPC_CONNECT_GLOBAL_CONFIG")
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    import sys
+
+    candidates = (site or os.path.join(sys.prefix, "etc", "hpc_connect", "config.yaml"),
+                  glob or os.path.join(base, "hpc_connect", "config.yaml"), "hpc_connect.yaml")
+    return any(os.path.isfile(path) for path in candidates)

@@ -31,3 +31,23 @@ def set_logging_level(level: int | str) -> None:
 def set_debug(debug: bool) -> None:
     """Debug messages on (``True``) or back to warnings only (``False``)."""
     set_logging_level(logging.DEBUG if debug else logging.WARNING)
+
+
+_FROM_ENVIRONMENT: list[bool] = []
+
+
+def from_environment() -> None:
+    """Once per process: ``$HPC_CONNECT_DEBUG`` (yes/true/1/on) or
+    ``$HPC_CONNECT_LOG_LEVEL`` (a level name) set the ``hpc_connect`` logger's level."""
+    import os
+
+    if _FROM_ENVIRONMENT:
+        return
+    _FROM_ENVIRONMENT.append(True)
+    logger = logging.getLogger(LOGGER)
+    if os.environ.get("HPC_CONNECT_DEBUG", "").lower() in ("yes", "true", "1", "on"):
+        logger.setLevel(logging.DEBUG)
+    elif os.environ.get("HPC_CONNECT_LOG_LEVEL"):
+        number = logging.getLevelName(os.environ["HPC_CONNECT_LOG_LEVEL"].upper())
+        if isinstance(number, int):
+            logger.setLevel(number)

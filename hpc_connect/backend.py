@@ -1,49 +1,61 @@
-"""``HPCBackend``: the scheduler interface every backend implements (layer 1).
+"""``HPCBackend`` (also ``Backend``): the scheduler interface every backend implements
+(layer 1), in both API generations.
 
-A backend must provide only ``name``, ``matches`` and ``submit``; everything else here
-has a default built on those (and on ``HPCProcess.poll``/``cancel``), so a minimal
-subclass works with every consumer. Backends that render a job script derive from
-``ScriptBackend``; batch schedulers from ``BatchBackend``.
+A first-generation backend provides only ``name``, ``matches`` and ``submit``; a
+second-generation one ``type`` and ``submission_manager`` (and usually
+``default_config``, ``resource_specs``, ``launcher``, ``launch_adapter``). Everything
+else has a default built on those (``_backend_gen2.py`` holds the second generation's
+members), so a minimal subclass of either kind works with every consumer. Backends
+that render a job script derive from ``ScriptBackend``; batch schedulers from
+``BatchBackend``.
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
+import copy
 import functools
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ._backend_gen2 import SecondGeneration, wrap_members
+from ._dual import LauncherProperty
 from ._names import load
 from ._origins import origin
 from ._signals import SigtermAsExit
 from .errors import AllocationError, HPCConnectError, PluginError
 from .group import ProcessGroup, per_job
-from .job import AllocationRequest
+from .job import AllocationRequest, JobSpec
 from .jobref import JobRef
-from .machine import MachineConfig, nodes_for
+from .machine import nodes_for
 from .process import HPCProcess
+from .topology import canonical
 
 if TYPE_CHECKING:
     from .allocation import Allocation
 
 
-class HPCBackend(abc.ABC):
+class HPCBackend(SecondGeneration, abc.ABC):
     """A way to run jobs: local processes, or a batch scheduler.
 
-    Subclasses set ``name`` and implement ``submit`` (returning an ``HPCProcess``);
-    they may override ``matches``. Optional: ``aliases``, ``launcher``, ``poll_many``
-    and ``cancel_many`` (one scheduler query for many jobs), the resource discovery
-    methods ``cpus_per_node``/``gpus_per_node``/``node_count``.
+    First generation: subclasses set ``name`` and implement ``submit`` (returning an
+    ``HPCProcess``); they may override ``matches``. Optional: ``aliases``, ``launcher``,
+    ``poll_many`` and ``cancel_many`` (one scheduler query for many jobs), the resource
+    discovery methods ``cpus_per_node``/``gpus_per_node``/``node_count``. Second
+    generation: subclasses set ``type`` and implement ``submission_manager`` (and may
+    take ``cfg``, their settings, in ``__init__``).
     """
 
     name: ClassVar[str]
     aliases: ClassVar[tuple[str, ...]] = ()
-    #: the launcher that starts MPI programs inside this backend's jobs
-    launcher: ClassVar[str] = "mpi"
+    #: the launcher that starts MPI programs inside this backend's jobs (its name; called,
+    #: ``backend.launcher()`` returns the launcher object, as in the second generation)
+    launcher: Any = LauncherProperty("mpi")
     #: seconds between status queries, unless configured
     default_polling_interval: ClassVar[float] = 1.0
     #: scheduler flags put in front of every job's own (configured ``submit_flags``)
@@ -55,11 +67,22 @@ class HPCBackend(abc.ABC):
 
     def __init__(
         self,
+        cfg: dict[str, Any] | None = None,
         *,
         polling_interval: float | None = None,
         submit_flags: Sequence[str] = (),
         workdir: str | os.PathLike[str] | None = None,
     ) -> None:
+        """``cfg``: second-generation settings (``{"type", "name", "config", "launch",
+        "submit"}``); their ``submit`` entry gives the polling interval and submit flags."""
+        if cfg is not None:
+            settings = copy.deepcopy(cfg)
+            self.__dict__["_gen2_settings"] = settings
+            submit = settings.get("submit") or {}
+            interval = submit.get("polling_interval")
+            if polling_interval is None and isinstance(interval, int | float) and interval > 0:
+                polling_interval = float(interval)
+            submit_flags = (*submit.get("default_options", ()), *submit_flags)
         if polling_interval is not None:
             self.polling_interval = polling_interval
         self.default_submit_flags = tuple(submit_flags)
@@ -67,6 +90,7 @@ class HPCBackend(abc.ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        wrap_members(cls)
         if "submit" in vars(cls) and not getattr(cls.submit, "__isabstractmethod__", False):
             cls.submit = _checked_submit(vars(cls)["submit"])  # type: ignore[method-assign]
 
@@ -90,11 +114,6 @@ class HPCBackend(abc.ABC):
         self.polling_interval = seconds
 
     # ---- what the machine offers ----------------------------------------------------
-    @functools.cached_property
-    def config(self) -> MachineConfig:
-        """Node and CPU/GPU counts, as this backend discovers them (computed once)."""
-        return MachineConfig.discover(self)
-
     @property
     def supports_subscheduling(self) -> bool:
         """Whether jobs can be placed inside an allocation this backend holds."""
@@ -117,21 +136,21 @@ class HPCBackend(abc.ABC):
             self.cancel_many(self.live_processes())
 
     @property
-    def submitted(self) -> list[HPCProcess]:
+    def tracked(self) -> list[HPCProcess]:
         """The processes this backend tracks (finished ones are pruned now and then)."""
-        return self.__dict__.setdefault("_submitted_list", [])  # type: ignore[no-any-return]
+        return self.__dict__.setdefault("_tracked", [])  # type: ignore[no-any-return]
 
     def live_processes(self) -> list[HPCProcess]:
         """Jobs this backend submitted that are not final yet."""
-        live = [p for p in self.submitted if not p.done]
-        self.__dict__["_submitted_list"] = live
+        live = [p for p in self.tracked if not p.done]
+        self.__dict__["_tracked"] = live
         return list(live)
 
     def track(self, processes: Sequence[HPCProcess]) -> None:
         """Count ``processes`` among this backend's jobs (``live_processes``, ``with``)."""
-        if len(self.submitted) > 2 * len(processes) + 256:
+        if len(self.tracked) > 2 * len(processes) + 256:
             self.live_processes()  # prune finished ones now and then
-        self.submitted.extend(processes)
+        self.tracked.extend(processes)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={getattr(self, 'name', '?')!r}>"
@@ -144,10 +163,9 @@ class HPCBackend(abc.ABC):
     @classmethod
     def matches(cls, name: str | None) -> bool:
         """True if ``name`` names this backend (case-insensitive)."""
-        return name is not None and name.lower() in (cls.name, *cls.aliases)
+        return name is not None and name.lower() in (cls.name, cls.type, *cls.aliases)
 
     # ---- submission ---------------------------------------------------------------------
-    @abc.abstractmethod
     def submit(
         self,
         name: str,
@@ -163,7 +181,21 @@ class HPCBackend(abc.ABC):
         gpus: int | None = None,
         **kwargs: Any,
     ) -> HPCProcess:
-        """Submit one job and return its process."""
+        """Submit one job and return its process (for a second-generation backend: through
+        its ``submission_manager().popen``)."""
+        if type(self).submission_manager is HPCBackend.submission_manager:
+            raise PluginError(f"backend {self.name!r}{origin(type(self))} defines neither "
+                              "submit() nor submission_manager()")
+        spec = JobSpec.from_submit(
+            name, args, scriptname=scriptname, qtime=qtime, submit_flags=submit_flags,
+            variables=variables, output=output, error=error, nodes=nodes, cpus=cpus,
+            gpus=gpus, **kwargs)
+        if self.default_submit_flags:
+            spec = spec.with_updates(submit_flags=(*self.default_submit_flags,
+                                                   *spec.submit_flags))
+        process = self.submission_manager().popen(spec)
+        self.track([process])
+        return process
 
     def submitn(self, names: Sequence[str], args: Sequence[Sequence[str]],
                 **kwargs: Any) -> ProcessGroup:
@@ -247,22 +279,29 @@ class HPCBackend(abc.ABC):
                                     submit_flags=submit_flags, mode=mode)
         return kind(self, request, current=current)
 
+    @property
+    def run_id(self) -> str:
+        """This backend object's run: the folder of its jobs' files under ``run_dir()``
+        (``<date>-<time>-<pid>``), also in the names of its allocation holder jobs."""
+        return self.__dict__.setdefault(  # type: ignore[no-any-return]
+            "_run_id", f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+
     def run_dir(self) -> Path:
         """The folder for this backend's scripts and logs when the caller names none."""
         return (self.workdir or Path.cwd()) / ".hpc_connect"
 
-    # Resource discovery: backends that know their machine override these.
-    def cpus_per_node(self) -> int:
-        return os.cpu_count() or 1
-
-    def gpus_per_node(self) -> int:
-        return 0
-
-    def node_count(self) -> int:
-        return 1
-
-    def nodes_required(self, cpus: int | None = None, gpus: int | None = None) -> int:
-        """The number of nodes needed for ``cpus`` CPUs and ``gpus`` GPUs."""
+    def nodes_required(self, cpus: int | None = None, gpus: int | None = None,
+                       **rtypes: int | None) -> int:
+        """The number of nodes needed for ``cpus`` CPUs and ``gpus`` GPUs (second-generation
+        spellings too: ``max_cpus``, ``cpu``, ``CPUs``, ...)."""
+        for key, count in rtypes.items():
+            kind = canonical(key.removeprefix("max_"))
+            if kind == "cpu":
+                cpus = max(cpus or 0, count or 0) or None
+            elif kind == "gpu":
+                gpus = max(gpus or 0, count or 0) or None
+            elif count:
+                return self.topology.nodes_required(**{key: count})
         return nodes_for(cpus, gpus, self.cpus_per_node(),
                          self.gpus_per_node() if gpus else 0, where=f"backend {self.name!r}")
 
@@ -285,3 +324,7 @@ def _checked_submit(submit: Callable[..., Any]) -> Callable[..., HPCProcess]:
 
     return checked
 
+
+
+#: the second generation's name of the same class: one base for both generations
+Backend = HPCBackend

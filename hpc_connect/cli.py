@@ -1,5 +1,6 @@
-"""Command lines: ``hpc-launch`` (kept fast: it runs before every parallel program)
-and ``hpc-connect`` (``info``, ``submit``, ``cancel --run``)."""
+"""Command lines: ``hpc-launch`` (kept fast: it runs before every parallel program),
+``hpc-connect`` (``info``, ``submit``, ``cancel --run``) and the second generation's
+``hpcc`` (``info``, ``config show|add``, ``launch``)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ Start a (parallel) program with the site's launcher and exit with its status.
   --launcher=NAME     the same as --backend
   --config-file=FILE  configuration file (default: $HPC_CONNECT_CONFIG,
                       ./hpc_connect.toml, ~/.config/hpc_connect/config.toml)
-  --dry-run           print the command (shell-quoted) and run nothing
+  --dry-run           print the command (shell-quoted) and run nothing (also --dryrun)
   -n/-np/--n/--np N   number of processes
 
 Other options before the program go to the launcher; write those that take a value
@@ -45,7 +46,7 @@ def launch_main(argv: Sequence[str] | None = None) -> int:
         if flag in ("-h", "--help"):
             print(LAUNCH_USAGE, end="")
             return 0
-        if flag == "--dry-run" and not eq:
+        if flag in ("--dry-run", "--dryrun") and not eq:
             dry_run = True
             args.pop(0)
             continue
@@ -88,5 +89,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return commands.main(argv)
     except HPCConnectError as exc:
         return _fail("hpc-connect", str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+def hpcc_main(argv: Sequence[str] | None = None) -> int:
+    """``hpcc [-c path:key:value] [--backend B] info|config show|config add|launch``."""
+    from . import _hpcc
+
+    try:
+        return _hpcc.main(argv)
+    except HPCConnectError as exc:
+        return _fail("hpcc", str(exc))
     except KeyboardInterrupt:
         return 130

@@ -199,7 +199,39 @@ def _clusters(value: Any) -> str | None:
 PLACEMENT = ("partition", "account", "qos", "constraint", "reservation", "clusters")
 
 
-@attrs.frozen(kw_only=True)
+def _workspace(value: Any) -> Path | None:
+    return _path("workspace", value)
+
+
+def _dependencies(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str | int):
+        value = [value]
+    if not isinstance(value, Iterable):
+        raise InvalidJobError(f"dependencies={value!r}: expected a list of job ids")
+    ids = []
+    for jobid in value:
+        if isinstance(jobid, bool) or not isinstance(jobid, str | int) or not str(jobid).strip():
+            raise InvalidJobError(f"dependencies entry {jobid!r}: expected a job id")
+        ids.append(_single_line("dependencies entry", str(jobid).strip()))
+    return tuple(ids)
+
+
+def _extensions(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidJobError(f"extensions={value!r}: expected a mapping of backend name to "
+                              "its options")
+    return dict(value)
+
+
+#: the second generation's spellings of JobSpec fields → ours
+GEN2_NAMES = {"time_limit": "qtime", "env": "variables", "submit_args": "submit_flags"}
+
+
+@attrs.frozen(kw_only=True, init=False)
 class JobSpec:
     """One job, checked at the edge; backends render it and never re-validate it.
 
@@ -209,6 +241,16 @@ class JobSpec:
     unset) means the two streams are merged. ``partition``, ``account``, ``qos``,
     ``constraint``, ``reservation`` and ``clusters`` say where the job runs; each batch
     backend maps them to its nearest option or refuses them naming itself and the field.
+    ``workspace`` is the folder the script goes in (``scriptname`` names the file
+    itself); ``dependencies`` are ids of jobs that must end before this one starts;
+    ``extensions`` holds backend-specific settings (``{"remote_subprocess": {"host": h}}``).
+
+    Both generations construct it: ``JobSpec(name=..., commands=..., qtime=...,
+    variables=..., submit_flags=...)`` and, positionally as upstream's dataclass,
+    ``JobSpec(name, commands, nodes, cpus, gpus, time_limit, env, output, error,
+    workspace, submit_args, extensions, dependencies)``; ``time_limit``, ``env`` and
+    ``submit_args`` are also attributes (views of ``qtime``, ``variables``,
+    ``submit_flags``). Unlike upstream, no time limit is the default (not 1500 s).
     """
 
     name: str = attrs.field(converter=_name)
@@ -231,7 +273,60 @@ class JobSpec:
     constraint: str | None = attrs.field(default=None, converter=_constraint)
     reservation: str | None = attrs.field(default=None, converter=_reservation)
     clusters: str | None = attrs.field(default=None, converter=_clusters)
+    workspace: Path | None = attrs.field(default=None, converter=_workspace)
+    dependencies: tuple[str, ...] = attrs.field(default=(), converter=_dependencies)
+    extensions: Mapping[str, Any] = attrs.field(factory=dict, converter=_extensions)
     extra: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
+
+    def __init__(self, name: Any = None, commands: Any = None, nodes: Any = None,
+                 cpus: Any = None, gpus: Any = None, time_limit: Any = None, env: Any = None,
+                 output: Any = None, error: Any = None, workspace: Any = None,
+                 submit_args: Any = None, extensions: Any = None, dependencies: Any = None,
+                 **fields: Any) -> None:
+        for gen2, value in (("time_limit", time_limit), ("env", env),
+                            ("submit_args", submit_args)):
+            if value is None:
+                continue
+            ours = GEN2_NAMES[gen2]
+            if fields.get(ours) is not None:
+                raise InvalidJobError(f"{gen2}={value!r} and {ours}={fields[ours]!r}: give "
+                                      "one of the two spellings")
+            fields[ours] = value
+        unknown = sorted(set(fields) - _FIELDS)
+        if unknown:
+            raise InvalidJobError(f"JobSpec has no field {unknown[0]!r}; fields: "
+                                  f"{', '.join(sorted(_FIELDS | set(GEN2_NAMES)))}")
+        self.__attrs_init__(
+            name=name, commands=commands, nodes=nodes, cpus=cpus, gpus=gpus, output=output,
+            error=error, workspace=workspace, extensions=extensions, dependencies=dependencies,
+            **fields)
+
+    # ---- the second generation's names ------------------------------------------------
+    @property
+    def time_limit(self) -> float | None:
+        """The time limit in seconds (``qtime``)."""
+        return self.qtime
+
+    @property
+    def env(self) -> dict[str, str | None]:
+        """The job's environment changes (``variables``; ``None`` unsets)."""
+        return dict(self.variables)
+
+    @property
+    def submit_args(self) -> list[str]:
+        """Extra scheduler arguments (``submit_flags``)."""
+        return list(self.submit_flags)
+
+    def with_updates(self, **changes: Any) -> JobSpec:
+        """A copy with ``changes`` (either generation's field names), validated again."""
+        for gen2, ours in GEN2_NAMES.items():
+            if gen2 in changes:
+                changes[ours] = changes.pop(gen2)
+        return attrs.evolve(self, **changes)
+
+    def with_dependencies(self, dependencies: Any) -> JobSpec:
+        """A copy that starts only after the jobs ``dependencies`` (job ids) have ended."""
+        return attrs.evolve(self, dependencies=dependencies)
 
     @property
     def merged_output(self) -> bool:
@@ -254,7 +349,7 @@ class JobSpec:
         **kwargs: Any,
     ) -> JobSpec:
         """Build a spec from ``HPCBackend.submit`` arguments; raise InvalidJobError on bad input."""
-        known = {f.name for f in attrs.fields(cls)} - {"extra", "name", "commands"}
+        known = _FIELDS - {"extra", "name", "commands"}
         direct = {k: kwargs.pop(k) for k in list(kwargs) if k in known}
         return cls(
             name=name,
@@ -272,6 +367,8 @@ class JobSpec:
             **direct,
         )
 
+
+_FIELDS = frozenset(f.name for f in attrs.fields(JobSpec))
 
 #: how an allocation's jobs run: an agent in the holder job, or scheduler steps
 ALLOCATION_MODES = ("agent", "steps")

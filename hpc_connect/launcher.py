@@ -1,5 +1,9 @@
-"""``HPCLauncher``: starting a (parallel) program, and parsing launcher arguments.
+"""``HPCLauncher``: starting a (parallel) program, and parsing launcher arguments;
+``LaunchAdapter``, the second generation's command-line builder.
 
+Both generations use ``HPCLauncher``: the first subclasses it (``matches``,
+``executable``), the second constructs ``HPCLauncher(adapter)`` around a
+``LaunchAdapter`` and calls ``submit(args)``/``launcher(args)``; every launcher has both.
 Kept free of heavy imports: ``hpc-launch`` imports this on every call.
 """
 
@@ -14,8 +18,9 @@ from .errors import InvalidJobError, LauncherNotFoundError
 
 TYPE_CHECKING = False  # typing, collections and shutil stay off hpc-launch's start-up path
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Mapping, Sequence
-    from typing import ClassVar, NoReturn
+    from typing import Any, ClassVar, NoReturn
 
     from .config import LauncherSettings
 
@@ -112,7 +117,16 @@ class HPCLauncher(abc.ABC):
     #: the configuration file; a subclass whose __init__ does not call ours gets the default
     config_file: str | os.PathLike[str] | None = None
 
-    def __init__(self, config_file: str | os.PathLike[str] | None = None) -> None:
+    #: the second generation's command-line builder, when constructed around one
+    adapter: LaunchAdapter | None = None
+
+    def __init__(self, config_file: str | os.PathLike[str] | LaunchAdapter | None = None,
+                 ) -> None:
+        if isinstance(config_file, LaunchAdapter):  # HPCLauncher(adapter), 2nd generation
+            self.adapter = config_file
+            self.backend = config_file.backend
+            self.__dict__["_launcher_settings"] = None
+            return
         self.config_file = config_file
         self._loaded_settings()  # a bad configuration fails here, not at launch
 
@@ -198,12 +212,35 @@ class HPCLauncher(abc.ABC):
 
     def build_argv(self, args: Sequence[str]) -> list[str]:
         """The full command line for ``[-n N] program args [: ...]``."""
+        if self.adapter is not None:
+            return self.adapter.build_argv(args)
         segments = parse_segments(args)
         return [self.executable, *self.default_args, *self.segments_argv(segments)]
 
     def command(self, args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
         """``build_argv(args)`` and the extra environment it needs."""
-        return self.build_argv(args), self.environment(parse_segments(args))
+        extra = self.environment(parse_segments(args))
+        if self.adapter is not None:
+            extra = {**extra, **self.adapter.variables()}
+        return self.build_argv(args), extra
+
+    def submit(self, args: Sequence[str], echo: bool = False,
+               **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+        """Run the program to completion (the second generation's call): keywords go to
+        ``subprocess.run`` (``env`` is the base environment); returns its result."""
+        import subprocess
+
+        argv, extra = self.command(args)
+        if echo:
+            import shlex
+
+            print(f"Command line: {shlex.join(argv)}", flush=True)
+        env = {**(kwargs.pop("env", None) or os.environ), **extra}
+        return subprocess.run(argv, env=env, **kwargs)
+
+    def __call__(self, args: Sequence[str], echo: bool = False,
+                 **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+        return self.submit(args, echo, **kwargs)
 
     def launch(self, args: Sequence[str]) -> int:
         """Run the program to completion and return its exit status."""
@@ -217,3 +254,40 @@ class HPCLauncher(abc.ABC):
         argv, extra = self.command(args)
         sys.stdout.flush()
         os.execve(argv[0], argv, {**os.environ, **extra})
+
+
+class LaunchAdapter:
+    """The second generation's launch-command builder for ``backend``, from its ``launch``
+    settings (``default_options``, ``pre_options``, ``variables``, ``mpmd``). A subclass
+    implements ``join_specs(segments)``; ``hpc_connect.mpi.MPIExecAdapter`` is one."""
+
+    def __init__(self, *, config: Mapping[str, Any] | None = None, backend: Any = None) -> None:
+        settings = dict(config or {})
+        for key in ("default_options", "pre_options"):
+            settings[key] = _options(settings.get(key))
+        mpmd = dict(settings.get("mpmd") or {})
+        settings["mpmd"] = {k: _options(mpmd.get(k)) for k in ("global_options", "local_options")}
+        settings["variables"] = {str(k): str(v) for k, v in
+                                 dict(settings.get("variables") or {}).items()}
+        self.config = settings
+        self.backend = backend
+
+    def variables(self) -> dict[str, str]:
+        return dict(self.config["variables"])
+
+    def build_argv(self, args: Sequence[str]) -> list[str]:
+        return self.join_specs(parse_segments(args))
+
+    def join_specs(self, segments: Sequence[Segment]) -> list[str]:
+        raise NotImplementedError(f"{type(self).__name__} must implement join_specs(segments)")
+
+
+def _options(value: object) -> list[str]:
+    """A list of options, or one string split like a shell would."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        import shlex
+
+        return shlex.split(value)
+    return [str(v) for v in value]  # type: ignore[attr-defined]

@@ -1,32 +1,44 @@
-"""``backend.config``: what a backend's machine (or allocation) offers, as the seed-era
-API exposed it."""
+"""``backend.config``: the backend's settings as the second generation has them (a dict:
+``type``, ``name``, ``config``, ``launch``, ``submit``), and what its machine (or
+allocation) offers as the seed-era API exposed it (``node_count``, ``cpus_per_node``,
+``gpus_per_node``, ``cpu_count``, ``gpu_count``, ``nodes_required``), discovered on
+first use."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import attrs
+import functools
+from collections.abc import Callable
+from typing import Any
 
 from .errors import InvalidJobError
 
-if TYPE_CHECKING:
-    from .backend import HPCBackend
 
+class MachineConfig(dict[str, Any]):
+    """A dict of the backend's settings whose attributes are the machine's geometry."""
 
-@attrs.frozen
-class MachineConfig:
-    """Node count and CPUs/GPUs per node, as the backend discovered them."""
+    def __init__(self, settings: dict[str, Any],
+                 discover: Callable[[], tuple[int, int, int]] | None = None) -> None:
+        super().__init__(settings)
+        self._discover = discover
 
-    node_count: int
-    cpus_per_node: int
-    gpus_per_node: int
+    @functools.cached_property
+    def _geometry(self) -> tuple[int, int, int]:
+        if self._discover is None:
+            raise AttributeError("this backend's config has no machine geometry")
+        nodes, cpus, gpus = self._discover()
+        return int(nodes), int(cpus), int(gpus)
 
-    @classmethod
-    def discover(cls, backend: HPCBackend) -> MachineConfig:
-        """Ask the backend (sinfo, the allocation's environment, the local machine)."""
-        return cls(node_count=int(backend.node_count()),
-                   cpus_per_node=int(backend.cpus_per_node()),
-                   gpus_per_node=int(backend.gpus_per_node()))
+    @property
+    def node_count(self) -> int:
+        return self._geometry[0]
+
+    @property
+    def cpus_per_node(self) -> int:
+        return self._geometry[1]
+
+    @property
+    def gpus_per_node(self) -> int:
+        return self._geometry[2]
 
     @property
     def cpu_count(self) -> int:

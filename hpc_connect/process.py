@@ -62,6 +62,10 @@ class HPCProcess:
     jobid: str = ""
     returncode: int | None = None
     spec: JobSpec | None = None
+    #: when it was submitted and when it started running (epoch seconds; -1: not known),
+    #: as the second generation has them
+    submitted: float = -1.0
+    started: float = -1.0
 
     def __init__(self, backend: HPCBackend, spec: JobSpec, jobid: str) -> None:
         self.backend = backend
@@ -71,6 +75,7 @@ class HPCProcess:
         self.returncode = None
         self.reason = ""
         self.submitted_at = time.monotonic()
+        self.submitted = time.time()
 
     def __repr__(self) -> str:
         return (
@@ -159,6 +164,22 @@ class HPCProcess:
         if not self.done:
             self.backend.cancel_many([self])
 
+    @property
+    def completion_info(self) -> dict[str, object]:
+        """What is known of the job's end, as the second generation's futures report it
+        (``state`` in the schedulers' words: COMPLETED, FAILED, CANCELLED, TIMEOUT, LOST)."""
+        recorded = self.__dict__.get("_completion_info")
+        if recorded is not None:
+            return dict(recorded)
+        if not self.done:
+            return {}
+        return {"jobid": self.jobid, "name": self.name, "state": _WORDS[self.state],
+                "returncode": self.returncode, "reason": self.reason}
+
+    @completion_info.setter
+    def completion_info(self, value: dict[str, object] | None) -> None:
+        self.__dict__["_completion_info"] = value
+
     def set_exit(self, returncode: int) -> None:
         """Final from a process status: completed for 0, else failed with its reason."""
         if returncode == 0:
@@ -175,8 +196,15 @@ class HPCProcess:
         if self.done:
             return
         self.state = state
+        if state is JobState.RUNNING and self.started < 0:
+            self.started = time.time()
         if state.is_final:
             if returncode is None:
                 returncode = 0 if state is JobState.COMPLETED else 1
             self.returncode = returncode
             self.reason = reason
+
+
+_WORDS = {JobState.PENDING: "PENDING", JobState.RUNNING: "RUNNING",
+          JobState.COMPLETED: "COMPLETED", JobState.FAILED: "FAILED",
+          JobState.CANCELLED: "CANCELLED", JobState.TIMED_OUT: "TIMEOUT", JobState.LOST: "LOST"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from ._locate import ENV_LAUNCHER, locate_config_file
+from ._locate import ENV_LAUNCHER, any_config
 from ._names import BACKEND_LAUNCHERS, BACKENDS, LAUNCHERS, load
 from .errors import ConfigError, PluginError, UnknownBackendError
 
@@ -115,11 +115,13 @@ def launcher_for(name: str | None = None,
     (``launcher``, else the ``backend``'s own), or ``mpi``; constructed."""
     if name is None:
         name = os.environ.get(ENV_LAUNCHER) or None
-    if name is None and locate_config_file(config_file) is not None:
+    if name is None and any_config(config_file):
         from .config import load_config
 
         config = load_config(config_file)
-        name = config.launcher or config.backend
+        selector = config.default_backend()
+        entry = config.entry(selector) if selector else None
+        name = config.launcher or (entry.type if entry is not None else selector)
     return find_launcher_class(name or "mpi")(config_file=config_file)
 
 
@@ -140,24 +142,77 @@ def accepted_options(cls: type[Any]) -> set[str]:
 
 def get_backend(name: str | None = None, *, config_file: str | os.PathLike[str] | None = None,
                 **options: Any) -> HPCBackend:
-    """The backend named ``name`` (default: ``$HPC_CONNECT_BACKEND``, the config file's
-    ``backend``, else ``shell``), built with its ``[backends.<name>]`` options and then
-    ``options``. Raises ``UnknownBackendError`` or ``ConfigError``."""
+    """The backend named ``name``: a configured entry's name, or a backend's name or type
+    (default: ``$HPC_CONNECT_BACKEND``, the configured ``backend``, the only configured
+    entry, else ``shell``), built with its configured options and then ``options``.
+
+    An option this backend does not take but another backend does (canary passes
+    ``allow_hyperthreading`` to every backend) is ignored; one no backend knows is a
+    ``ConfigError``. Raises ``UnknownBackendError`` for an unknown name."""
+    from ._verbosity import from_environment
     from .config import load_config
 
+    from_environment()
     config = load_config(config_file)
-    cls = find_backend_class(name or config.backend or "shell")
-    merged = {**config.backend_options(cls.name, cls.aliases), **options}
+    selector = name or config.default_backend() or "shell"
+    entry = config.entry(selector)
+    cls = find_backend_class(entry.type if entry is not None else selector)
+    merged = {**config.backend_options(cls.name, (cls.type, *cls.aliases)),
+              **(entry.options if entry is not None else {}), **options}
+    if getattr(cls, "generation", 1) == 2:
+        backend = _second_generation(cls, entry, merged)
+    else:
+        backend = _first_generation(cls, merged)
+    if entry is not None and entry.name:
+        backend.name = entry.name  # type: ignore[misc]  # get_backend(name) finds it again
+    if entry is not None and entry.launch:
+        backend.__dict__["_launch_settings"] = dict(entry.launch)
+    return backend
+
+
+def _first_generation(cls: type[HPCBackend], merged: dict[str, Any]) -> HPCBackend:
     allowed = accepted_options(cls)
     later = {}  # options every backend has, for a subclass whose __init__ does not take them
     for key in list(merged):
         if key not in allowed and key in COMMON_OPTIONS:
             later[key] = merged.pop(key)
         elif key not in allowed:
-            raise ConfigError(f"backend {cls.name!r} has no option {key!r}; "
-                              f"allowed: {', '.join(sorted(allowed | set(COMMON_OPTIONS)))}")
+            if key not in _options_of_other_backends():
+                raise ConfigError(
+                    f"backend {cls.name!r} has no option {key!r}; allowed: "
+                    f"{', '.join(sorted((allowed - {'cfg'}) | set(COMMON_OPTIONS)))}")
+            merged.pop(key)  # another backend's option: not this one's business
+    backend = _construct(cls, merged)
+    if "polling_interval" in later:
+        backend.polling_interval = later["polling_interval"]
+    if "submit_flags" in later:
+        backend.default_submit_flags = tuple(later["submit_flags"])
+    return backend
+
+
+def _second_generation(cls: type[HPCBackend], entry: Any,
+                       merged: dict[str, Any]) -> HPCBackend:
+    """A second-generation backend gets its settings: its defaults, the entry, and the
+    options under ``config``."""
+    cfg = cls.default_config()
+    submit = dict(cfg.get("submit") or {})
+    if "submit_flags" in merged:
+        submit["default_options"] = list(merged.pop("submit_flags"))
+    if "polling_interval" in merged:
+        submit["polling_interval"] = float(merged.pop("polling_interval"))
+    cfg["submit"] = submit
+    cfg["config"] = {**(cfg.get("config") or {}), **merged}
+    if entry is not None:
+        cfg["type"] = entry.type
+        if entry.name:
+            cfg["name"] = entry.name
+        cfg["launch"] = {**(cfg.get("launch") or {}), **entry.launch}
+    return _construct(cls, {"cfg": cfg})
+
+
+def _construct(cls: type[HPCBackend], kwargs: dict[str, Any]) -> HPCBackend:
     try:
-        backend = cls(**merged)
+        return cls(**kwargs)
     except Exception as exc:
         from ._origins import origin
 
@@ -165,11 +220,20 @@ def get_backend(name: str | None = None, *, config_file: str | os.PathLike[str] 
             raise
         raise PluginError(f"backend {cls.name!r}{origin(cls)} failed to start: "
                           f"{type(exc).__name__}: {exc}") from None
-    if "polling_interval" in later:
-        backend.polling_interval = later["polling_interval"]
-    if "submit_flags" in later:
-        backend.default_submit_flags = tuple(later["submit_flags"])
-    return backend
+
+
+def _options_of_other_backends() -> set[str]:
+    """Every option some built-in or plugin backend takes (computed once)."""
+    if not _OTHER_OPTIONS:
+        from .plugins import backend_classes
+
+        for cls, _ in backend_classes():
+            _OTHER_OPTIONS.update(accepted_options(cls))
+        _OTHER_OPTIONS.discard("cfg")
+    return _OTHER_OPTIONS
+
+
+_OTHER_OPTIONS: set[str] = set()
 
 
 #: options ``get_backend`` applies itself when a backend's ``__init__`` does not take them

@@ -58,7 +58,8 @@ def test_built_and_installed_in_a_fresh_venv(tmp_path: Path) -> None:
                    "snakemake-executor-plugin-hpc-connect"]).stdout
     assert "Requires: hpc-connect" in shown
     shown = check([str(env / "bin" / "python"), "-m", "pip", "show", "hpc-connect"]).stdout
-    assert "Version: 0.1.0" in shown.splitlines()  # ours, not the index's namesake
+    ours = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert f"Version: {ours}" in shown.splitlines()  # ours, not the index's namesake
     check([str(env / "bin" / "python"), "-c", "import hpc_connect, snakemake"])
 
     work = tmp_path / "wf"

@@ -156,3 +156,23 @@ def test_lost_submit_reply_with_unreadable_queue_not_duplicated(
     finally:
         ids = [j for j, n, _ in slurm_jobs_under(tmp_path) if n == name]
         subprocess.run(["scancel", *ids], capture_output=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("mode", ["agent", "steps"])
+def test_lost_holder_reply_gives_one_holder(
+    slurm: SlurmBackend, flaky: FlakyBin, tmp_path: Path, mode: str
+) -> None:
+    """An allocation's holder ``sbatch`` is accepted by the controller but its reply is
+    lost ("Socket timed out"): the holder goes through the same guarded submission as any
+    job, so there is exactly one holder job, the allocation runs a job in it, and
+    releasing it leaves nothing queued."""
+    flaky.lying("sbatch")
+    flaky.fail_next("sbatch", 1)
+    with slurm.allocate(cpus=1, qtime=600, mode=mode) as alloc:
+        holders = [j for j, n, _ in slurm_jobs_under(tmp_path) if n.startswith("hpc-alloc-")]
+        assert holders == [alloc.jobid], (holders, flaky.log("sbatch"))
+        assert flaky.calls("sbatch") == 1 and flaky.injected("sbatch") == 1
+        proc = alloc.backend.submit("inside", ["echo inside-$((40 + 2))"])
+        assert proc.wait(timeout=120) == 0
+        assert Path(proc.files.output).read_text() == "inside-42\n"
+    assert wait_until(lambda: not active_jobs_under(tmp_path), timeout=60, interval=0.5)

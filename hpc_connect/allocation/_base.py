@@ -91,12 +91,12 @@ class Allocation:
 
     def run_folder(self) -> Path:
         """The folder of the holder job's files (the parent backend's run folder)."""
-        return self.parent.run_dir() / getattr(self.parent, "run_id", "allocation")
+        return self.parent.run_dir() / self.parent.run_id
 
     def holder_spec(self) -> JobSpec:
         """The holder job: the runner's command, on one node with the requested resources."""
         request = self.request
-        return JobSpec(name=f"hpc-alloc-{getattr(self.parent, 'run_id', 'run')}",
+        return JobSpec(name=f"hpc-alloc-{self.parent.run_id}",
                        commands=(self.runner.holder_command(),), nodes=1, cpus=request.cpus,
                        gpus=request.gpus, qtime=request.qtime,
                        submit_flags=request.submit_flags, workdir=self.run_folder())

@@ -52,7 +52,7 @@ class AllocationBackend(ScriptBackend):
     def __init__(self, allocation: Allocation) -> None:
         super().__init__()
         self.allocation = allocation
-        self.launcher = allocation.parent.launcher  # type: ignore[misc]
+        self.launcher = allocation.parent.launcher
         self._queue: deque[AllocatedProcess] = deque()
         self._running: list[AllocatedProcess] = []
         self._lock = threading.RLock()

@@ -61,7 +61,7 @@ class AllocationPool(ScriptBackend):
                  max_allocations: int = 1, **options: Any) -> None:
         super().__init__(**options)
         self.parent = parent
-        self.launcher = parent.launcher  # type: ignore[misc]
+        self.launcher = parent.launcher
         self._new_allocation = acquire
         self.max_allocations = max(1, int(max_allocations))
         self.ready: list[Allocation] = []

@@ -22,7 +22,6 @@ from __future__ import annotations
 import abc
 import logging
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -107,8 +106,6 @@ class BatchBackend(ScriptBackend):
         self.retry_delay = float(retry_delay)
         self.lost_grace = float(lost_grace)
         self.queries = 0  # scheduler commands run, for benchmarks and tests
-        #: this backend's folder under ``run_dir()`` (and the holder jobs' name)
-        self.run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         self._count = 0
 
     @property

@@ -18,8 +18,6 @@ import re
 import time
 from collections.abc import Mapping
 
-import attrs
-
 from ..allocation import (
     AgentRunner,
     Allocation,
@@ -79,7 +77,7 @@ class SlurmAllocation(Allocation):
     def holder_spec(self) -> JobSpec:
         """One node for the agent; as many as asked (or Slurm's default) for steps."""
         nodes = (self.request.nodes or 1) if self.agent else self.request.nodes
-        return attrs.evolve(super().holder_spec(), nodes=nodes)
+        return super().holder_spec().with_updates(nodes=nodes)
 
     def current_jobid(self) -> str:
         jobid = os.environ.get("SLURM_JOB_ID") or os.environ.get("SLURM_JOBID") or ""
@@ -156,6 +154,6 @@ def step_spec(spec: JobSpec) -> JobSpec:
                   ("SLURM_CPUS_PER_TASK", str(cpt))]
     else:
         extra += [("SLURM_NTASKS", None), ("SLURM_NPROCS", None)]
-    return attrs.evolve(spec, variables=(*extra, *spec.variables))
+    return spec.with_updates(variables=(*extra, *spec.variables))
 
 

@@ -127,7 +127,7 @@ class FluxBackend(BatchBackend):
 
     name: ClassVar[str] = "flux"
     aliases: ClassVar[tuple[str, ...]] = ()
-    launcher: ClassVar[str] = "flux-run"
+    launcher = "flux-run"
     submit_program: ClassVar[str] = "flux"
 
     def options(self, spec: JobSpec, files: JobFiles) -> list[Option]:

@@ -94,7 +94,7 @@ class LSFBackend(BatchBackend):
 
     name: ClassVar[str] = "lsf"
     aliases: ClassVar[tuple[str, ...]] = ("bsub",)
-    launcher: ClassVar[str] = "jsrun"
+    launcher = "jsrun"
     submit_program: ClassVar[str] = "bsub"
     transient_errors: ClassVar[tuple[str, ...]] = (
         *BatchBackend.transient_errors, r"LSF is processing your request",

@@ -169,7 +169,7 @@ class PBSBackend(BatchBackend):
     name: ClassVar[str] = "pbs"
     aliases: ClassVar[tuple[str, ...]] = ("qsub",)
     default_flavor: ClassVar[str] = "pro"
-    launcher: ClassVar[str] = "mpi"
+    launcher = "mpi"
     submit_program: ClassVar[str] = "qsub"
     transient_errors: ClassVar[tuple[str, ...]] = (
         *BatchBackend.transient_errors, r"cannot connect to (pbs )?(server|host)",

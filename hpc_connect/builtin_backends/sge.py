@@ -42,8 +42,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import attrs
-
 from ..batch import (
     BatchBackend,
     BatchProcess,
@@ -156,7 +154,7 @@ class SGEBackend(BatchBackend):
 
     name: ClassVar[str] = "sge"
     aliases: ClassVar[tuple[str, ...]] = ("gridengine", "uge")
-    launcher: ClassVar[str] = "mpi"
+    launcher = "mpi"
     submit_program: ClassVar[str] = "qsub"
     #: qacct may lag a job's exit by the accounting flush time (15 s by default)
     lost_after: ClassVar[int] = 10
@@ -243,7 +241,7 @@ class SGEBackend(BatchBackend):
             own = {key for key, _ in spec.variables}
             carried = tuple((key, os.environ[key]) for key in DROPPED
                             if key in os.environ and key not in own)
-            spec = attrs.evolve(spec, variables=(*carried, *spec.variables))
+            spec = spec.with_updates(variables=(*carried, *spec.variables))
         return super().submit_spec(spec)
 
     def final_exit(self, code: int) -> bool:
@@ -300,7 +298,7 @@ class SGEBackend(BatchBackend):
 
     def _by_id(self) -> dict[str, BatchProcess]:
         """This backend's live jobs by id (their exit-status files)."""
-        return {p.jobid: p for p in self.submitted if isinstance(p, BatchProcess)}
+        return {p.jobid: p for p in self.tracked if isinstance(p, BatchProcess)}
 
     def _fail_stuck(self, jobids: list[str], ours: dict[str, BatchProcess],
                     ) -> dict[str, SchedulerStatus]:

@@ -84,7 +84,6 @@ class ShellBackend(ScriptBackend):
     def __init__(self, *, cancel_grace: float = 3.0, **options: Any) -> None:
         super().__init__(**options)
         self.cancel_grace = float(cancel_grace)
-        self.run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         _BACKENDS.add(self)
 
     def submit_spec(self, spec: JobSpec) -> ShellProcess:

@@ -39,8 +39,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import attrs
-
 from ..batch import (
     BatchBackend,
     BatchProcess,
@@ -145,7 +143,7 @@ class SlurmBackend(BatchBackend):
 
     name: ClassVar[str] = "slurm"
     aliases: ClassVar[tuple[str, ...]] = ("sbatch",)
-    launcher: ClassVar[str] = "srun"
+    launcher = "srun"
     submit_program: ClassVar[str] = "sbatch"
     #: slurmstepd creates the output files with sbatch's umask: keep them private
     submit_umask: ClassVar[int | None] = 0o077
@@ -163,10 +161,14 @@ class SlurmBackend(BatchBackend):
     allocation_type: ClassVar[Any] = (
         "hpc_connect.builtin_backends._slurm_allocation:SlurmAllocation")
 
-    def __init__(self, *, accounting: bool | None = None, **options: Any) -> None:
-        """``accounting``: whether ``sacct`` works here (None: find out on first need)."""
+    def __init__(self, *, accounting: bool | None = None,
+                 allow_hyperthreading: bool | None = None, **options: Any) -> None:
+        """``accounting``: whether ``sacct`` works here (None: find out on first need).
+        ``allow_hyperthreading``: count every hardware thread as a CPU (True), only cores
+        (False), or what ``sinfo`` reports as CPUs (None)."""
         super().__init__(**options)
         self.accounting = accounting
+        self.allow_hyperthreading = allow_hyperthreading
         self._failed: dict[str, SchedulerStatus] = {}  # FAILED-like, awaiting details
         self._sinfo: tuple[int, int, int] | None = None
         self._cluster: str | None = None
@@ -215,7 +217,7 @@ class SlurmBackend(BatchBackend):
         script exports ``SRUN_CPUS_PER_TASK`` (the caller's own value wins)."""
         if spec.tasks and spec.cpus and not (spec.gpus and spec.extra.get("cpus_per_gpu")):
             variables = (("SRUN_CPUS_PER_TASK", str(cpus_per_task(spec))), *spec.variables)
-            spec = attrs.evolve(spec, variables=variables)
+            spec = spec.with_updates(variables=variables)
         return super().submit_spec(spec)
 
     def parse_jobid(self, stdout: str) -> str:
@@ -356,10 +358,10 @@ class SlurmBackend(BatchBackend):
     def _partition(self) -> tuple[int, int, int]:
         """(nodes, CPUs per node, GPUs per node) of the default partition: one cached sinfo."""
         if self._sinfo is None:
-            result = self.run(["sinfo", "--noheader", "--format=%P|%D|%c|%G"], retries=2)
+            result = self.run(["sinfo", "--noheader", "--format=%P|%D|%c|%G|%X|%Y"], retries=2)
             if result.returncode != 0:
                 raise SchedulerError(f"slurm: sinfo failed: {result.stderr.strip()}")
-            self._sinfo = parse_sinfo(result.stdout)
+            self._sinfo = parse_sinfo(result.stdout, cores_only=self.allow_hyperthreading is False)
         return self._sinfo
 
 
@@ -407,9 +409,13 @@ def parse_scontrol(stdout: str, jobids: Sequence[str]) -> dict[str, SchedulerSta
     return found
 
 
-def parse_sinfo(stdout: str) -> tuple[int, int, int]:
-    """(nodes, CPUs per node, GPUs per node) from ``sinfo --format=%P|%D|%c|%G``."""
+def parse_sinfo(stdout: str, cores_only: bool = False) -> tuple[int, int, int]:
+    """(nodes, CPUs per node, GPUs per node) from ``sinfo --format=%P|%D|%c|%G[|%X|%Y]``
+    (``cores_only``: sockets times cores per node where those columns are there)."""
     rows = [line.strip().split("|") for line in stdout.splitlines() if line.count("|") >= 3]
+    if cores_only:
+        rows = [[*r[:2], str(int(r[4]) * int(r[5])), *r[3:]]
+                if len(r) >= 6 and r[4].isdigit() and r[5].isdigit() else r for r in rows]
     default = [r for r in rows if r[0].endswith("*")] or rows
     if not default:
         raise SchedulerError(f"slurm: sinfo shows no partitions: {stdout.strip()!r}")

@@ -13,8 +13,6 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import attrs
-
 from ..backend import HPCBackend
 from ..group import ProcessGroup, per_job
 from ..job import JobSpec
@@ -72,7 +70,7 @@ class ScriptBackend(HPCBackend):
         """``spec`` with the backend's configured submit flags in front of its own."""
         if not self.default_submit_flags:
             return spec
-        return attrs.evolve(spec, submit_flags=(*self.default_submit_flags, *spec.submit_flags))
+        return spec.with_updates(submit_flags=(*self.default_submit_flags, *spec.submit_flags))
 
     def submitn(self, names: Sequence[str], args: Sequence[Sequence[str]],
                 **kwargs: Any) -> ProcessGroup:
@@ -84,6 +82,16 @@ class ScriptBackend(HPCBackend):
     @abc.abstractmethod
     def submit_spec(self, spec: JobSpec) -> HPCProcess:
         """Submit one validated job."""
+
+    def submit_job(self, spec: JobSpec) -> HPCProcess:
+        """Submit one validated job (the second generation's way in), with the backend's
+        configured submit flags."""
+        process = self.submit_spec(self._with_defaults(spec))
+        self.track([process])
+        return process
+
+    def submit_jobs(self, specs: Sequence[JobSpec]) -> list[HPCProcess]:
+        return self.submit_specs([self._with_defaults(spec) for spec in specs])
 
     def submit_specs(self, specs: Sequence[JobSpec]) -> list[HPCProcess]:
         """Submit validated jobs; if one fails, those already submitted are cancelled."""

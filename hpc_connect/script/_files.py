@@ -35,8 +35,9 @@ class JobFiles:
 
     @classmethod
     def for_spec(cls, spec: JobSpec, run_dir: Path, jobkey: str) -> JobFiles:
-        """Paths for ``spec``: the caller's where given, else ``run_dir/<jobkey>.*``."""
-        script = (spec.scriptname or run_dir / f"{jobkey}.sh").absolute()
+        """Paths for ``spec``: the caller's where given, else ``<workspace or
+        run_dir>/<jobkey>.*``."""
+        script = (spec.scriptname or (spec.workspace or run_dir) / f"{jobkey}.sh").absolute()
         output = (spec.output or script.with_suffix(".out")).absolute()
         error = output if spec.merged_output else Path(spec.error or "").absolute()
         return cls(script, output, error, script.with_name(script.name + ".exitcode"))
