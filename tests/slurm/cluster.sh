@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# A real one-node Slurm on localhost for hpc-connect's tests. Installs nothing.
+# A real one-node Slurm on localhost for hpc-connect's tests. Installs nothing (but see
+# accounting below).
 #
 #   cluster.sh start             start munge, slurmctld, slurmd (reuse them if running),
 #                                wait until the node is usable; last stdout line: slurm.conf
-#   cluster.sh stop              stop slurmd and slurmctld (and munged if we started it)
+#   cluster.sh stop              stop slurmd and slurmctld (and munged if we started it;
+#                                slurmdbd and MariaDB where accounting ran)
 #   cluster.sh status            daemons and node state; exit 0 only if all are up
 #   cluster.sh conf              print the path of slurm.conf (generated if missing)
 #   cluster.sh stop-controller   stop only slurmctld (fault tests: controller restart)
 #   cluster.sh start-controller  start only slurmctld again, keeping its saved state
+#   cluster.sh install           apt-get update and install slurmdbd mariadb-server, only
+#                                if one is missing (what accounting needs beyond slurm-wlm)
 #
 # State lives in $HPC_CONNECT_SLURM_DIR (default /tmp/hpc-connect-slurm) so parallel
 # test processes share one cluster; a lock serialises start/stop. Accounting is off
-# (accounting_storage/none). Jobs find the config through SLURM_CONF (sbatch exports
-# the submitter's environment) and through /etc/slurm/slurm.conf, written only for the
-# default cluster and only when that file does not exist (or was written by this script).
+# (accounting_storage/none) unless HPC_CONNECT_SLURM_ACCOUNTING=1 (below). Jobs find the
+# config through SLURM_CONF (sbatch exports the submitter's environment) and through
+# /etc/slurm/slurm.conf, written only for the default cluster and only when that file does
+# not exist (or was written by this script).
 #
 # Process tracking: HPC_CONNECT_SLURM_PROCTRACK=linuxproc (default: parent-pid tracking,
 # which can miss a job's children) or cgroup (the freezer of cgroup v1, where the machine
@@ -23,6 +28,24 @@
 #
 # Scheduler tuning (opt-in, for bench/allocation.py --deferred): HPC_CONNECT_SLURM_SCHEDULER_PARAMETERS
 # becomes the SchedulerParameters line, e.g. "defer,sched_interval=5"; unset, no such line.
+#
+# Accounting (opt-in): HPC_CONNECT_SLURM_ACCOUNTING=1 makes `start` also run (as root) a
+# private MariaDB (datadir $STATE/mysql, socket and pid file in $STATE/run, TCP on
+# 127.0.0.1:PORT+3, user slurm with the password in $STATE/mysql.pass) and slurmdbd
+# (127.0.0.1:PORT+2, $STATE/slurmdbd.conf, found through SLURM_CONF's folder), after
+# installing slurmdbd and mariadb-server if missing (as `install` does). slurm.conf then
+# has accounting_storage/slurmdbd (AccountingStoragePass names the munge socket: connections
+# to slurmdbd ignore AuthInfo), jobacct_gather/linux sampled every second (sacct's MaxRSS,
+# TotalCPU for short jobs) and CommunicationParameters=NoCtldInAddrAny,NoInAddrAny, which
+# makes slurmctld and slurmd bind the address of `hostname` instead of every address;
+# slurmdbd needs NoInAddrAny in slurmdbd.conf for that (DbdAddr does not do it). So `hostname`
+# must resolve to 127.0.0.1 (it does here; start says so otherwise). Before slurmctld
+# starts, cluster and account "hpcconnect" and user root are added with sacctmgr (once).
+# sacct lists a job within a second of sbatch and its end state within a second or two.
+# Memory over --mem is recorded (MaxRSS), not enforced: see
+# tests/fixtures/slurm-accounting/README.md for what gives OUT_OF_MEMORY. `stop` and `status`
+# include slurmdbd and MariaDB wherever this state dir has them running. A cluster running
+# without accounting is not converted: stop it first. First start ~7-9 s, later ~2.5 s.
 set -euo pipefail
 
 STATE=${HPC_CONNECT_SLURM_DIR:-/tmp/hpc-connect-slurm}
@@ -31,11 +54,22 @@ CPUS=${HPC_CONNECT_SLURM_CPUS:-8}
 PROCTRACK=${HPC_CONNECT_SLURM_PROCTRACK:-linuxproc}
 PORT=${HPC_CONNECT_SLURM_PORT:-6817}
 SCHED_PARAMS=${HPC_CONNECT_SLURM_SCHEDULER_PARAMETERS:-}
+ACCOUNTING=${HPC_CONNECT_SLURM_ACCOUNTING:-0}
 [[ $PROCTRACK == linuxproc || $PROCTRACK == cgroup ]] \
     || { echo "cluster.sh: HPC_CONNECT_SLURM_PROCTRACK=$PROCTRACK: expected linuxproc or cgroup" >&2; exit 2; }
 [[ $PORT =~ ^[0-9]+$ ]] || { echo "cluster.sh: HPC_CONNECT_SLURM_PORT=$PORT: expected a port number" >&2; exit 2; }
 [[ -z $SCHED_PARAMS || $SCHED_PARAMS =~ ^[A-Za-z0-9_=,.:-]+$ ]] \
     || { echo "cluster.sh: HPC_CONNECT_SLURM_SCHEDULER_PARAMETERS=$SCHED_PARAMS: expected comma-separated key or key=value items" >&2; exit 2; }
+[[ $ACCOUNTING == 0 || $ACCOUNTING == 1 ]] \
+    || { echo "cluster.sh: HPC_CONNECT_SLURM_ACCOUNTING=$ACCOUNTING: expected 0 or 1" >&2; exit 2; }
+DBD_PORT=$((PORT + 2))
+DB_PORT=$((PORT + 3))
+DBD_CONF=$STATE/slurmdbd.conf
+DATADIR=$STATE/mysql
+DB_SOCKET=$STATE/run/mariadb.sock
+MUNGE_SOCKET=/run/munge/munge.socket.2
+ACCT_NAME=hpcconnect  # the cluster (ClusterName) and the account sacctmgr adds
+ACCT_PACKAGES=(slurmdbd mariadb-server)
 NODE=$(hostname -s)
 MARKER="# generated by hpc-connect tests/slurm/cluster.sh"
 export SLURM_CONF=$CONF
@@ -52,12 +86,23 @@ alive() {  # alive PIDFILE: the daemon recorded there is running
 
 write_conf() {
     mkdir -p "$STATE"/{state,spool,log,run}
-    local mem sched=""
+    local mem sched="" acct
     [[ -n $SCHED_PARAMS ]] && sched=$'\nSchedulerParameters='$SCHED_PARAMS
+    acct=$'AccountingStorageType=accounting_storage/none\nJobAcctGatherType=jobacct_gather/none'
+    if [[ $ACCOUNTING == 1 ]]; then
+        # Connections to slurmdbd take the munge socket from AccountingStoragePass, not AuthInfo.
+        acct="AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=127.0.0.1
+AccountingStoragePort=$DBD_PORT
+AccountingStoragePass=$MUNGE_SOCKET
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=task=1
+CommunicationParameters=NoCtldInAddrAny,NoInAddrAny"
+    fi
     mem=$(awk '/^MemTotal:/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)
     cat >"$CONF.new" <<EOF
 $MARKER
-ClusterName=hpcconnect
+ClusterName=$ACCT_NAME
 SlurmctldHost=$NODE
 AuthType=auth/munge
 CredType=cred/munge
@@ -72,8 +117,7 @@ SwitchType=switch/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill$sched
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
+$acct
 JobCompType=jobcomp/none
 ReturnToService=2
 SlurmdParameters=config_overrides
@@ -105,6 +149,138 @@ EOF
           "$(head -n1 /etc/slurm/slurm.conf 2>/dev/null)" == "$MARKER" ) ]]; then
         cp "$CONF" /etc/slurm/slurm.conf
     fi
+    [[ $ACCOUNTING == 1 ]] && write_dbd_conf
+    return 0
+}
+
+write_dbd_conf() {  # slurmdbd.conf beside slurm.conf (slurmdbd finds it through SLURM_CONF)
+    if [[ ! -s $STATE/mysql.pass ]]; then
+        (umask 077; head -c 18 /dev/urandom | base64 | tr -dc A-Za-z0-9 >"$STATE/mysql.pass")
+    fi
+    (umask 077; cat >"$DBD_CONF.new" <<EOF
+$MARKER
+AuthType=auth/munge
+AuthInfo=socket=$MUNGE_SOCKET
+DbdAddr=127.0.0.1
+DbdHost=localhost
+DbdPort=$DBD_PORT
+CommunicationParameters=NoInAddrAny
+SlurmUser=root
+PidFile=$STATE/run/slurmdbd.pid
+LogFile=$STATE/log/slurmdbd.log
+DebugLevel=info
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort=$DB_PORT
+StorageUser=slurm
+StoragePass=$(<"$STATE/mysql.pass")
+StorageLoc=slurm_acct_db
+EOF
+    )
+    mv "$DBD_CONF.new" "$DBD_CONF"
+}
+
+check_loopback_host() {  # NoInAddrAny/NoCtldInAddrAny bind the address the host name resolves to
+    local addr
+    addr=$(getent ahostsv4 "$(hostname)" 2>/dev/null | awk '{print $1; exit}')
+    [[ $addr == 127.* ]] || die "accounting binds the daemons to the address of $(hostname) (${addr:-unresolved}), not a loopback one; add '127.0.0.1 $(hostname)' to /etc/hosts"
+}
+
+conf_has_accounting() { grep -qx 'AccountingStorageType=accounting_storage/slurmdbd' "$CONF" 2>/dev/null; }
+
+installed() { [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]; }
+
+do_install() {  # apt-get update, then install the accounting packages that are missing
+    local p missing=()
+    for p in "${ACCT_PACKAGES[@]}"; do installed "$p" || missing+=("$p"); done
+    ((${#missing[@]})) || return 0
+    [[ $(id -u) == 0 ]] || die "must run as root to install ${missing[*]}"
+    log "installing ${missing[*]}"
+    # No daemon may start from a postinst (MariaDB would take 3306): forbid it for now.
+    local policy=/usr/sbin/policy-rc.d made="" ok="" _
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod 755 "$policy"; made=1
+    fi
+    for _ in 1 2 3; do  # apt or dpkg may be locked by another process: wait, retry
+        if timeout 600 apt-get -o DPkg::Lock::Timeout=300 update -qq \
+                && DEBIAN_FRONTEND=noninteractive timeout 900 apt-get -o DPkg::Lock::Timeout=300 \
+                    install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+            ok=1; break
+        fi
+        sleep 10
+    done
+    [[ -z $made ]] || rm -f "$policy"
+    [[ -n $ok ]] || die "apt-get install ${missing[*]} failed"
+}
+
+db_sql() { timeout 30 mariadb --no-defaults --protocol=socket --socket="$DB_SOCKET" -u root -N -B -e "$1"; }
+
+start_mariadb() {  # private MariaDB: own datadir, socket, pid file; TCP on 127.0.0.1 only
+    local pidfile=$STATE/run/mariadb.pid bin dblog=$STATE/log/mariadb.log logsize=""
+    if ! alive "$pidfile"; then
+        bin=$(command -v mariadbd || command -v mysqld || true)
+        [[ -n $bin ]] || die "mariadbd not found (cluster.sh install)"
+        mkdir -p "$STATE/tmp"
+        if [[ ! -e $DATADIR/hpc-connect.initialised ]]; then  # (again after an interrupted one)
+            log "initialising MariaDB in $DATADIR"
+            rm -rf "$DATADIR"
+            mariadb-install-db --no-defaults --datadir="$DATADIR" --user=root --skip-test-db \
+                --auth-root-authentication-method=socket >"$STATE/log/mariadb-install.log" 2>&1 9>&- \
+                || die "mariadb-install-db failed; see $STATE/log/mariadb-install.log"
+            : >"$DATADIR/hpc-connect.initialised"
+        fi
+        rm -f "$DB_SOCKET"
+        logsize=0  # set: we start it, so a failure it logs from here on ends the wait
+        [[ -e $dblog ]] && logsize=$(stat -c %s "$dblog")
+        # The buffer pool is slurmdbd's recommended minimum (512M; touched only as used).
+        setsid -f "$bin" --no-defaults --datadir="$DATADIR" --socket="$DB_SOCKET" \
+            --pid-file="$pidfile" --port="$DB_PORT" --bind-address=127.0.0.1 --user=root \
+            --skip-name-resolve --tmpdir="$STATE/tmp" --log-error="$dblog" \
+            --innodb-buffer-pool-size=512M --innodb-lock-wait-timeout=900 \
+            </dev/null >>"$STATE/log/mariadb.out" 2>&1 9>&-
+    fi
+    local start=$SECONDS up=""
+    while ((SECONDS < start + 60)); do
+        timeout 5 mariadb-admin --no-defaults --socket="$DB_SOCKET" -u root ping >/dev/null 2>&1 \
+            && { up=1; break; }
+        if [[ -n $logsize ]] && grep -q '\[ERROR\] Aborting' < <(tail -c +$((logsize + 1)) "$dblog" 2>/dev/null); then
+            die "MariaDB did not start; see $dblog"
+        fi
+        sleep 0.3
+    done
+    [[ -n $up ]] || die "MariaDB not answering after 60 s; see $dblog"
+    local pass
+    pass=$(<"$STATE/mysql.pass")
+    db_sql "CREATE DATABASE IF NOT EXISTS slurm_acct_db;
+CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '$pass';
+ALTER USER 'slurm'@'127.0.0.1' IDENTIFIED BY '$pass';
+GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';" || die "MariaDB: could not create the slurm user"
+}
+
+sacctmgr_list() { timeout 10 sacctmgr --noheader --parsable2 list "$@" 2>/dev/null; }
+
+start_slurmdbd() {
+    alive "$STATE/run/slurmdbd.pid" || slurmdbd 9>&- \
+        || die "slurmdbd failed to start; see $STATE/log/slurmdbd.log"
+    local start=$SECONDS up=""
+    while ((SECONDS < start + 60)); do
+        sacctmgr_list cluster format=cluster >/dev/null && { up=1; break; }
+        ((SECONDS < start + 5)) || alive "$STATE/run/slurmdbd.pid" \
+            || die "slurmdbd exited; see $STATE/log/slurmdbd.log"
+        sleep 0.3
+    done
+    [[ -n $up ]] || die "slurmdbd not answering after 60 s; see $STATE/log/slurmdbd.log"
+    # Before the first job: cluster, account, user (jobs are recorded only for a known cluster).
+    sacctmgr_list cluster format=cluster | grep -qx "$ACCT_NAME" \
+        || timeout 30 sacctmgr -i add cluster "$ACCT_NAME" >/dev/null \
+        || die "sacctmgr add cluster $ACCT_NAME failed"
+    sacctmgr_list account format=account | grep -qx "$ACCT_NAME" \
+        || timeout 30 sacctmgr -i add account "$ACCT_NAME" Cluster="$ACCT_NAME" \
+            Description="hpc-connect tests" Organization=hpcconnect >/dev/null \
+        || die "sacctmgr add account $ACCT_NAME failed"
+    sacctmgr_list association format=account,user | grep -qx "$ACCT_NAME|root" \
+        || timeout 30 sacctmgr -i add user root Account="$ACCT_NAME" Cluster="$ACCT_NAME" >/dev/null \
+        || die "sacctmgr add user root failed"
 }
 
 munge_ok() { timeout 5 munge -n </dev/null >/dev/null 2>&1; }
@@ -196,18 +372,36 @@ do_start() {
     [[ $(id -u) == 0 ]] || die "must run as root (slurmctld/slurmd run as root here)"
     if ! alive "$STATE/run/slurmctld.pid" || ! alive "$STATE/run/slurmd.pid" || [[ ! -s $CONF ]]; then
         write_conf
+    elif [[ $ACCOUNTING == 1 ]] && ! conf_has_accounting; then
+        die "the cluster in $STATE runs without accounting: cluster.sh stop it first"
     fi
     start_munge
+    if [[ $ACCOUNTING == 1 ]]; then
+        do_install
+        for prog in slurmdbd sacctmgr sacct mariadb mariadb-admin mariadb-install-db; do
+            command -v "$prog" >/dev/null || die "$prog not found (cluster.sh install)"
+        done
+        check_loopback_host
+        [[ -s $DBD_CONF ]] || write_dbd_conf
+        start_mariadb
+        start_slurmdbd
+    fi
     start_controller
     start_slurmd
     wait_node
-    log "cluster up: node $NODE $(node_state), $CPUS CPUs"
+    if conf_has_accounting; then
+        log "cluster up: node $NODE $(node_state), $CPUS CPUs, accounting: slurmdbd 127.0.0.1:$DBD_PORT, MariaDB 127.0.0.1:$DB_PORT"
+    else
+        log "cluster up: node $NODE $(node_state), $CPUS CPUs"
+    fi
     echo "$CONF"
 }
 
 do_stop() {
     stop_pidfile slurmd
     stop_pidfile slurmctld
+    stop_pidfile slurmdbd  # these two only where accounting ran (no pid file otherwise)
+    stop_pidfile mariadb
     if [[ -e $STATE/run/munged.ours ]]; then
         local pid
         pid=$(cat /run/munge/munged.pid 2>/dev/null || true)
@@ -223,6 +417,12 @@ do_status() {
         if alive "$STATE/run/$d.pid"; then echo "$d: running ($(<"$STATE/run/$d.pid"))"
         else echo "$d: stopped"; rc=1; fi
     done
+    if [[ $ACCOUNTING == 1 ]] || conf_has_accounting || [[ -e $STATE/run/slurmdbd.pid || -e $STATE/run/mariadb.pid ]]; then
+        for d in slurmdbd mariadb; do
+            if alive "$STATE/run/$d.pid"; then echo "$d: running ($(<"$STATE/run/$d.pid"))"
+            else echo "$d: stopped"; rc=1; fi
+        done
+    fi
     if munge_ok; then echo "munged: running"; else echo "munged: stopped"; rc=1; fi
     [[ $rc == 0 ]] && echo "node $NODE: $(node_state)"
     echo "$CONF"
@@ -236,5 +436,6 @@ case ${1:-} in
     conf) [[ -s $CONF ]] || locked write_conf; echo "$CONF" ;;
     stop-controller) locked stop_pidfile slurmctld ;;
     start-controller) locked start_controller; echo "$CONF" ;;
-    *) echo "usage: $0 start|stop|status|conf|stop-controller|start-controller" >&2; exit 2 ;;
+    install) do_install ;;
+    *) echo "usage: $0 start|stop|status|conf|stop-controller|start-controller|install" >&2; exit 2 ;;
 esac
