@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ._dual import Count, CountProperty
+from ._dual import Count, CountProperty, LauncherMethod
 from ._names import load
 from .job import JobSpec
 from .machine import MachineConfig
@@ -168,6 +168,11 @@ class SecondGeneration:
     # ---- launching ---------------------------------------------------------------------
     def launch_client(self) -> HPCLauncher:
         """The launcher object of ``backend.launcher`` (what ``backend.launcher()`` returns)."""
+        own = next((vars(k)["launcher"] for k in type(self).__mro__ if "launcher" in vars(k)),
+                   None)
+        if isinstance(own, LauncherMethod):  # a second-generation class's own launcher()
+            made: HPCLauncher = own.method(self)
+            return made
         get_launcher = load("hpc_connect.registry:get_launcher")  # the registry is above
         launcher: HPCLauncher = get_launcher(str(getattr(self, "launcher", "mpi")))
         return launcher
@@ -211,6 +216,8 @@ def wrap_members(cls: type) -> None:
         cls.node_count = CountProperty(method.fget)  # type: ignore[attr-defined]
     if isinstance(own.get("launcher"), str):
         cls.launcher = LauncherProperty(own["launcher"])  # type: ignore[attr-defined]
+    elif callable(own.get("launcher")) and not isinstance(own["launcher"], type):
+        cls.launcher = LauncherMethod(own["launcher"])  # type: ignore[attr-defined]
     if isinstance(own.get("name"), str) and "type" not in own:
         cls.type = own["name"]  # type: ignore[attr-defined]
     if isinstance(own.get("type"), str) and "name" not in own and not any(

@@ -68,3 +68,20 @@ class LauncherProperty:
 
     def __set__(self, instance: Any, value: str) -> None:
         instance.__dict__["_launcher_name"] = str(value)
+
+
+class LauncherMethod:
+    """A second-generation subclass's ``def launcher(self)``: still called as a method,
+    and also a ``LauncherName`` (its adapter's name) for first-generation readers."""
+
+    def __init__(self, method: Callable[[Any], Any]) -> None:
+        self.method = method
+        self.__doc__ = method.__doc__
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return LauncherName("(the backend's own)")
+        launcher = self.method(instance)
+        adapter = getattr(launcher, "adapter", None)
+        name = getattr(adapter, "name", None) or getattr(launcher, "name", None) or "mpi"
+        return LauncherName(str(name), lambda: launcher)

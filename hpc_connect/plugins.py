@@ -69,9 +69,10 @@ def _problem(hook: str, obj: Any) -> str | None:
     klass: Any = obj
     if base is HPCBackend:
         if not isinstance(getattr(obj, "name", None), str):
-            missing.append("name (a str class attribute)")
-        if getattr(klass.submit, "__isabstractmethod__", False):
-            missing.append("submit()")
+            missing.append("name (a str class attribute) or type")
+        if (klass.submit is HPCBackend.submit
+                and klass.submission_manager is HPCBackend.submission_manager):
+            missing.append("submit() or submission_manager()")
     elif klass.executable is HPCLauncher.executable and not klass.executables:
         missing.append("executable (a property)")
     abstract = sorted(set(getattr(obj, "__abstractmethods__", ())) - {"submit"})

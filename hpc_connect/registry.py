@@ -122,7 +122,16 @@ def launcher_for(name: str | None = None,
         selector = config.default_backend()
         entry = config.entry(selector) if selector else None
         name = config.launcher or (entry.type if entry is not None else selector)
-    return find_launcher_class(name or "mpi")(config_file=config_file)
+    name = name or "mpi"
+    if name.lower() not in LAUNCHERS and name.lower() not in BACKENDS:
+        from .plugins import backend_classes, launcher_classes
+
+        if _first_match(launcher_classes(), name) is None:
+            backend = _first_match(backend_classes(), name)
+            if backend is not None and getattr(backend, "generation", 1) == 2:
+                # a second-generation backend builds its own launcher (from its settings)
+                return get_backend(name, config_file=config_file).launch_client()
+    return find_launcher_class(name)(config_file=config_file)
 
 
 def accepted_options(cls: type[Any]) -> set[str]:

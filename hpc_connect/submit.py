@@ -9,7 +9,10 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import SubmitError
@@ -74,7 +77,11 @@ class HPCSubmissionManager:
         self.backend = backend if backend is not None else getattr(adapter, "backend", None)
 
     def popen(self, spec: JobSpec, exclusive: bool = True) -> HPCProcess:
-        """Submit ``spec``; the bare process."""
+        """Submit ``spec``; the bare process. A plugin's adapter gets a ``workspace``
+        always (``./.hpc_connect/<date>-<time>-<pid>`` when the spec names none), as the
+        second generation's specs always have one."""
+        if spec.workspace is None and not isinstance(self.adapter, BackendAdapter):
+            spec = spec.with_updates(workspace=_default_workspace())
         return self.adapter.submit(spec, exclusive)
 
     def submit(self, spec: JobSpec, exclusive: bool = True) -> Future:
@@ -92,6 +99,16 @@ class HPCSubmissionManager:
         pace = self.adapter.polling_interval() or 1.0
         return [Future(p, pace, self.backend) for p in processes]
 
+
+def _default_workspace() -> Path:
+    if not _WORKSPACE:
+        _WORKSPACE.append(Path.cwd() / ".hpc_connect" /
+                          f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    _WORKSPACE[0].mkdir(parents=True, exist_ok=True)
+    return _WORKSPACE[0]
+
+
+_WORKSPACE: list[Path] = []
 
 __all__ = ["Adapter", "BackendAdapter", "HPCSubmissionManager", "SubmissionAdapter",
            "SubmissionFailedError"]
