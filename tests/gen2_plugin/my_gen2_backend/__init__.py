@@ -22,10 +22,14 @@ class Gen2Process(hpc_connect.HPCProcess):
                 fh.write(f"unset {key}\n" if value is None else
                          f"export {key}={shlex.quote(value)}\n")
             fh.write("".join(f"{command}\n" for command in spec.commands))
-        out = open(spec.output or os.devnull, "w")
-        err = subprocess.STDOUT if spec.error in (None, spec.output) else open(spec.error, "w")
-        self.popen = subprocess.Popen(["sh", script], stdout=out, stderr=err,
-                                      start_new_session=True)
+        with open(spec.output or os.devnull, "w") as out:
+            if spec.error in (None, spec.output):
+                self.popen = subprocess.Popen(["sh", script], stdout=out,
+                                              stderr=subprocess.STDOUT, start_new_session=True)
+            else:
+                with open(spec.error, "w") as err:
+                    self.popen = subprocess.Popen(["sh", script], stdout=out, stderr=err,
+                                                  start_new_session=True)
         self.jobid = str(self.popen.pid)
         self.submitted = self.started = time.time()
 
