@@ -1,6 +1,7 @@
 """A second-generation backend plugin: local jobs run by `sh`, the way upstream's plugins
 are written (they know nothing of the first generation's submit/poll_many)."""
 
+import contextlib
 import os
 import shlex
 import signal
@@ -45,10 +46,8 @@ class Gen2Process(hpc_connect.HPCProcess):
         return self.popen.poll()
 
     def cancel(self):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         self.popen.wait()
 
 
