@@ -44,6 +44,19 @@ class Segment:
     def __repr__(self) -> str:
         return f"Segment({self.nprocs!r}, {self.options!r}, {self.program!r})"
 
+    # the second generation's names (its ``LaunchSpec``)
+    @property
+    def processes(self) -> int | None:
+        return self.nprocs
+
+    @property
+    def args(self) -> list[str]:
+        return [*self.options, *self.program]
+
+    def partition(self) -> tuple[list[str], list[str]]:
+        """(launcher options, program and its arguments)."""
+        return list(self.options), list(self.program)
+
 
 def which(program: str) -> str | None:
     """``shutil.which`` without importing shutil: the full path of ``program`` or None."""

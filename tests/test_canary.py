@@ -194,3 +194,22 @@ def test_fresh_install_keeps_our_hpc_connect(tmp_path: Path) -> None:
     version = subprocess.run([str(env / "bin" / "canary"), "--version"], capture_output=True,
                              text=True, timeout=120)
     assert (version.returncode, version.stdout.strip()) == (0, "26.10.15"), version.stderr
+
+
+@pytest.mark.slurm
+def test_depends_on_batched_one_per_test(slurm_like_this_machine: dict[str, str],
+                                         tmp_path: Path) -> None:
+    """``canary hpc run --backend=slurm --batch-spec=count:max ./depends_on`` (one batch
+    per test) gives the unbatched totals, and the dependent batches went to Slurm with
+    their dependencies (``--dependency=afterany:`` in their job scripts)."""
+    env = slurm_like_this_machine
+    work = examples(tmp_path)
+    alone = run(["run", "./depends_on"], examples(tmp_path, "unbatched"), env=env)
+    batched = run(["hpc", "run", "--backend=slurm", "--batch-spec=count:max", "./depends_on"],
+                  work, env=env)
+    assert (batched.returncode, totals(batched)) == (alone.returncode, totals(alone))
+    scripts = list(work.glob(".canary/sessions/*/hpc.batches/*/*.sh"))
+    assert scripts, "no batch job scripts found"
+    assert any("#SBATCH --dependency=" in script.read_text() for script in scripts), [
+        s.name for s in scripts]
+    assert wait_until(lambda: not active(work, env), timeout=60, interval=0.5)
