@@ -109,7 +109,7 @@ def _add(scope: str, changes: Sequence[str]) -> int:
     path = scope_file(scope)
     data = read_yaml(path) if path.is_file() else {}
     inner = data.get("hpc_connect", data)
-    current = Config.from_dict(inner) if inner else Config()
+    current = Config.from_dict(inner, yaml=True) if inner else Config()
     updated = _apply(current, changes)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump({"hpc_connect": updated.data}, sort_keys=False))

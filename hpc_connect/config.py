@@ -185,7 +185,8 @@ class BackendEntry:
         _check_keys(f"{where}.launch.", launch, LAUNCH_KEYS)
         return cls(type=_name(f"{where}.type", entry["type"]),
                    name=_name(f"{where}.name", entry["name"]) if "name" in entry else None,
-                   options=_checked_options(where + ".config", options), launch=launch)
+                   options=_checked_options(where + ".config", options, yaml=True),
+                   launch=launch)
 
     def to_yaml(self) -> dict[str, Any]:
         options = dict(self.options)
@@ -201,13 +202,13 @@ class BackendEntry:
         return data
 
 
-def _checked_options(where: str, options: dict[str, Any]) -> dict[str, Any]:
+def _checked_options(where: str, options: dict[str, Any], yaml: bool = False) -> dict[str, Any]:
     if "polling_interval" in options:
         options["polling_interval"] = _seconds(f"{where}.polling_interval",
                                                options["polling_interval"])
-    if "submit_flags" in options:
-        options["submit_flags"] = list(_options(f"{where}.submit_flags",
-                                                options["submit_flags"]))
+    if "submit_flags" in options:  # TOML: a list; YAML may give one shell-quoted string
+        flags = _options if yaml else _string_list
+        options["submit_flags"] = list(flags(f"{where}.submit_flags", options["submit_flags"]))
     return options
 
 
@@ -234,12 +235,14 @@ class Config:
         return {entry.selector: entry.options for entry in self.entries}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: Path | None = None) -> Config:
-        """Validate a parsed TOML or YAML document; raise ``ConfigError`` naming the key."""
+    def from_dict(cls, data: Mapping[str, Any], source: Path | None = None, *,
+                  yaml: bool = False) -> Config:
+        """Validate a parsed TOML (or, ``yaml``, YAML) document; raise ``ConfigError``
+        naming the key."""
         if "hpc_connect" in data and len(data) == 1:
             data = _table("hpc_connect", data["hpc_connect"])
         _check_keys("", data, {"backend", "launcher", "polling_interval", "backends",
-                               "launchers", "debug"})
+                               "launchers", *(("debug",) if yaml else ())})
         backends = data.get("backends", {})
         entries: list[BackendEntry] = []
         if isinstance(backends, list):  # the second generation's list of entries
@@ -383,9 +386,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _from_file(path: Path, data: Mapping[str, Any]) -> Config:
+def _from_file(path: Path, data: Mapping[str, Any], yaml: bool = False) -> Config:
     try:
-        return Config.from_dict(data, path)
+        return Config.from_dict(data, path, yaml=yaml)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
@@ -396,7 +399,7 @@ def load_config(config_file: str | os.PathLike[str] | None = None) -> Config:
     env = os.environ
     if env.get(ENV_CFG64):
         try:
-            config = Config.from_dict(deserialize(env[ENV_CFG64]))
+            config = Config.from_dict(deserialize(env[ENV_CFG64]), yaml=True)
         except ConfigError as exc:
             raise ConfigError(f"${ENV_CFG64}: {exc}") from None
     else:
@@ -404,7 +407,7 @@ def load_config(config_file: str | os.PathLike[str] | None = None) -> Config:
         for scope in SCOPES:
             path = scope_file(scope)
             if path.is_file():
-                config = config.merged(_from_file(path, read_yaml(path)))
+                config = config.merged(_from_file(path, read_yaml(path), yaml=True))
         toml = locate_config_file(config_file)
         if toml is not None:
             try:
@@ -466,7 +469,7 @@ def with_changes(config: Config, path: str, value: Any) -> Config:
     else:
         raise ConfigError(f"-c {path!r}: cannot set {keys[-1]!r}")
     try:
-        changed = Config.from_dict(data)
+        changed = Config.from_dict(data, yaml=True)
     except ConfigError as exc:
         raise ConfigError(f"-c {path}: {exc}") from None
     return attrs.evolve(changed, sources=config.sources)

@@ -28,8 +28,9 @@ BIN = Path(sys.executable).parent
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No configuration of the machine's or of another test leaks in."""
     monkeypatch.chdir(tmp_path)
-    for var in ("HPC_CONNECT_CFG64", "HPC_CONNECT_BACKEND", "HPC_CONNECT_CONFIG"):
+    for var in ("HPC_CONNECT_BACKEND", "HPC_CONNECT_CONFIG"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HPC_CONNECT_CFG64", "")  # export() sets it: undone after the test
     monkeypatch.setenv("HPC_CONNECT_SITE_CONFIG", str(tmp_path / "no-site.yaml"))
     monkeypatch.setenv("HPC_CONNECT_GLOBAL_CONFIG", str(tmp_path / "no-global.yaml"))
 
