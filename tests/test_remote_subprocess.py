@@ -14,6 +14,7 @@ import random
 import signal
 import stat
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -101,7 +102,8 @@ def test_lost_connection_is_lost_and_ends_the_job(sshd: SshServer, tmp_path: Pat
     unseen, is ended and reported lost with ssh's words."""
     monkeypatch.setattr(remote_subprocess, "STATUS_WAIT_S", 1.0)
     mark = marker()
-    process = remote(sshd, tmp_path, host=sshd.alias).submit("cut", [mark], output=tmp_path / "cut.log")
+    process = remote(sshd, tmp_path, host=sshd.alias).submit("cut", [mark],
+                                                             output=tmp_path / "cut.log")
     assert wait_until(lambda: processes_with(mark), 20)
     psutil.Process(process.remote_pid).parent().send_signal(signal.SIGKILL)  # sshd: root@notty
     assert process.wait(30) == 255
@@ -176,18 +178,21 @@ def test_second_generation_path(sshd: SshServer, tmp_path: Path,
     assert list((tmp_path / "ws").glob("*batch.sh"))
 
 
-def test_describe_and_topology(sshd: SshServer, tmp_path: Path) -> None:
+def test_describe_and_topology(sshd: SshServer, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a host: its ``nproc``, asked over ssh once; without: this machine's count."""
     nproc = int(subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout)
-    with_host = remote(sshd, tmp_path, host=sshd.alias)  # asks the host: one `ssh HOST nproc`
+    calls = count_ssh_calls(tmp_path, monkeypatch)
+    with_host = remote(sshd, tmp_path, host=sshd.alias)
     no_host = hpc_connect.get_backend("remote")
-    for backend in (with_host, no_host):
+    for backend, cpus in ((with_host, nproc), (no_host, os.cpu_count())):
         assert backend.node_count == 1
-        assert backend.count_per_node("cpus") == nproc
-        assert backend.describe().splitlines()[:4] == [
+        assert backend.count_per_node("cpus") == cpus
+        assert backend.describe().splitlines() == [
             "Name: remote_subprocess", "Type: remote_subprocess", "Available resources:",
-            "  Nodes: 1"]
-        assert f"cpus per node: {nproc}" in backend.describe()
+            "  Nodes: 1", f"  cpus per node: {cpus}"]
         assert backend.launcher == "mpi"
+    assert calls() == 1
 
 
 def test_missing_or_bad_host_is_one_clear_error(sshd: SshServer, tmp_path: Path) -> None:
@@ -200,18 +205,39 @@ def test_missing_or_bad_host_is_one_clear_error(sshd: SshServer, tmp_path: Path)
     assert not (tmp_path / ".hpc_connect").exists()  # nothing written, nothing run
 
 
-def test_status_is_local_one_ssh_per_job(sshd: SshServer, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Polling runs no ssh: three jobs polled many times cost three ssh calls (a logging
-    ``ssh`` first on PATH counts them)."""
-    calls = tmp_path / "calls"
+def count_ssh_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    """Put a logging ``ssh`` first on PATH; return how many times it has run."""
+    calls = tmp_path / "ssh-calls"
     wrapper = tmp_path / "bin" / "ssh"
     wrapper.parent.mkdir()
     wrapper.write_text(f'#!/bin/sh\necho x >> {calls}\nexec /usr/bin/ssh "$@"\n')
     wrapper.chmod(0o755)
     monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+    return lambda: len(calls.read_text().splitlines()) if calls.exists() else 0
+
+
+def test_status_is_local_one_ssh_per_job(sshd: SshServer, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Polling runs no ssh: three jobs polled many times cost three ssh calls."""
+    calls = count_ssh_calls(tmp_path, monkeypatch)
     backend = remote(sshd, tmp_path, host=sshd.alias, polling_interval=0.05)
     group = backend.submitn(["a", "b", "c"], [["sleep 1.5"]] * 3)
     assert group.wait(30) == 0
     assert [p.returncode for p in group] == [0, 0, 0]
-    assert len(calls.read_text().splitlines()) == 3
+    assert calls() == 3
+
+
+def test_time_limit_without_remote_timeout(sshd: SshServer, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host without coreutils ``timeout`` (simulated: the remote command is built
+    without it): the limit is enforced from here, the remote tree ended."""
+    start = remote_subprocess.ssh.start_command
+    monkeypatch.setattr(remote_subprocess.ssh, "start_command",
+                        lambda *a, **kw: start(*a, **{**kw, "qtime": None}))
+    mark = marker()
+    process = remote(sshd, tmp_path, host=sshd.alias, cancel_grace=0.5).submit(
+        "no-timeout", [mark], qtime=1, output=tmp_path / "slow.log")
+    assert wait_until(lambda: processes_with(mark), 20)
+    assert process.wait(30) == 124 and process.state is JobState.TIMED_OUT
+    assert process.reason == "time limit of 1s reached"
+    assert wait_until(lambda: not processes_with(mark), 15), processes_with(mark)

@@ -44,7 +44,7 @@ def client_options(*, ssh_config: str | os.PathLike[str] | None, port: Any,
     the first value of an option: the user's win over ours, BatchMode stays on)."""
     options = ["-T", "-o", "BatchMode=yes"]
     if ssh_config is not None:
-        path = Path(ssh_config)
+        path = Path(ssh_config).expanduser()
         if not path.is_file():
             raise ConfigError(f"remote_subprocess: ssh_config={os.fspath(ssh_config)!r}: no "
                               "such file")

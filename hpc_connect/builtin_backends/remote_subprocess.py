@@ -99,6 +99,10 @@ class RemoteSubprocessBackend(ScriptBackend):
             ssh_config=ssh_config, port=port, ssh_options=ssh_options,
             connect_timeout=connect_timeout)
         self.connect_timeout = float(connect_timeout)
+        if isinstance(cancel_grace, bool) or not isinstance(cancel_grace, int | float) \
+                or not 0 <= cancel_grace < 3600:
+            raise ConfigError(f"remote_subprocess: cancel_grace={cancel_grace!r}: expected "
+                              "seconds >= 0")
         self.cancel_grace = float(cancel_grace)
         self._cpus: dict[str, int] = {}
         _BACKENDS.add(self)
@@ -114,17 +118,17 @@ class RemoteSubprocessBackend(ScriptBackend):
     # ---- where -------------------------------------------------------------------------
     def host_for(self, spec: JobSpec) -> str:
         """The job's host: its ``extensions["remote_subprocess"]["host"]``, else ours."""
-        own = spec.extensions.get(self.name)
+        key = "remote_subprocess"  # the same whatever name a configured entry gives us
+        own = spec.extensions.get(key)
         if own is not None:
             if not isinstance(own, Mapping) or set(own) - {"host"}:
-                raise InvalidJobError(f"extensions[{self.name!r}]={own!r}: expected "
-                                      "{'host': HOST}")
+                raise InvalidJobError(f"extensions[{key!r}]={own!r}: expected {{'host': HOST}}")
             if own.get("host") is not None:
-                return ssh.check_host(own["host"], f"extensions[{self.name!r}]['host']")
+                return ssh.check_host(own["host"], f"extensions[{key!r}]['host']")
         if self.host is None:
             raise InvalidJobError(
                 f"job {spec.name!r}: no host for backend {self.name!r}; give "
-                f"extensions={{{self.name!r}: {{'host': HOST}}}} or the backend option host=")
+                f"extensions={{{key!r}: {{'host': HOST}}}} or the backend option host=")
         return self.host
 
     def cpus_per_node(self) -> int:
@@ -183,7 +187,10 @@ class RemoteSubprocessBackend(ScriptBackend):
         pause = 0.005
         while True:
             ended = popen.poll()
-            text = ssh_log.read_text(errors="replace")
+            try:
+                text = ssh_log.read_text(errors="replace")
+            except OSError as exc:  # removed or made unreadable under us
+                text = f"{ssh_log}: {exc.strerror}"
             pid = ssh.remote_pid(text)
             if pid is not None:
                 return pid
@@ -212,7 +219,7 @@ class RemoteSubprocessBackend(ScriptBackend):
         qtime = process.spec.qtime
         elapsed = time.monotonic() - process.started_at
         if rc is None:
-            if qtime is not None and elapsed > qtime + 2 * self.cancel_grace + 5:
+            if qtime is not None and elapsed > qtime + 2 * self.cancel_grace + 2:
                 self._end_remote([process])  # the host has no `timeout`
                 _reap(process.popen, 2.0)
                 process.set_state(JobState.TIMED_OUT, 124, f"time limit of {qtime:g}s reached")
