@@ -28,10 +28,12 @@ BACKENDS = {
     "sge": "hpc_connect.builtin_backends.sge:SGEBackend",
     "gridengine": "hpc_connect.builtin_backends.sge:SGEBackend",
     "uge": "hpc_connect.builtin_backends.sge:SGEBackend",
+    "remote_subprocess": "hpc_connect.builtin_backends.remote_subprocess:RemoteSubprocessBackend",
+    "remote": "hpc_connect.builtin_backends.remote_subprocess:RemoteSubprocessBackend",
 }
 #: each built-in backend's own launcher (its class attribute ``launcher``; tests check)
 BACKEND_LAUNCHERS = {"shell": "mpi", "slurm": "srun", "pbs": "mpi", "torque": "mpi", "lsf": "jsrun",
-                     "flux": "flux-run", "sge": "mpi"}
+                     "flux": "flux-run", "sge": "mpi", "remote_subprocess": "mpi"}
 LAUNCHERS = {
     "mpi": "hpc_connect.builtin_launchers.mpi:MPILauncher",
     "mpiexec": "hpc_connect.builtin_launchers.mpi:MPILauncher",

@@ -98,3 +98,53 @@ def sge_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ours = [jobid for jobid, _, _ in jobs_under(Path(base))]
     if ours:
         subprocess.run(["qdel", *ours], capture_output=True, timeout=60)
+
+
+SSHD = HERE / "ssh" / "sshd.sh"
+
+
+class SshServer:
+    """A running test sshd: ``config`` (an ssh_config whose Host ``alias`` reaches it),
+    its ``port`` and state folder ``dir``."""
+
+    alias = "hpc-connect-test"
+
+    def __init__(self, config: Path, port: int, state: Path) -> None:
+        self.config, self.port, self.dir = config, port, state
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    """A real OpenSSH server of tests/ssh/sshd.sh on 127.0.0.1, with its own state folder
+    (host key, authorized key, config) under this session's temporary folder and a free
+    port; stopped at the end (which also ends whatever came in through it). Under CI=true
+    a server that cannot start is a failure, elsewhere a skip."""
+    def unavailable(reason: str) -> None:
+        if IN_CI:
+            pytest.fail(f"sshd needed under CI=true: {reason}")
+        pytest.skip(reason)
+
+    if not Path("/usr/sbin/sshd").exists() or shutil.which("ssh") is None:
+        unavailable("openssh-server/openssh-client not installed (bash tests/ssh/sshd.sh install)")
+    if os.geteuid() != 0:
+        unavailable("the test sshd runs as root")
+    state = tmp_path_factory.mktemp("sshd")
+    port = free_port()
+    env = {**os.environ, "HPC_CONNECT_SSH_DIR": str(state), "HPC_CONNECT_SSH_PORT": str(port)}
+    started = subprocess.run(["bash", str(SSHD), "start"], capture_output=True, text=True,
+                             timeout=120, env=env)
+    if started.returncode != 0:
+        unavailable(f"tests/ssh/sshd.sh start failed: {started.stderr.strip()[-2000:]}")
+    try:
+        yield SshServer(Path(started.stdout.strip().splitlines()[-1]), port, state)
+    finally:
+        subprocess.run(["bash", str(SSHD), "stop"], capture_output=True, timeout=120, env=env)
