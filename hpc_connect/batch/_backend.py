@@ -15,6 +15,13 @@ The scheduler is asked only when ``status_interval`` (the configured
 jobs that end without a file or by a signal (time limit, out of memory, node
 failure, cancel), and a job whose file has not appeared is never called lost before
 it says so.
+
+Dependencies (``afterany``: a job starts once each of them ended, however it ended):
+an id must have the scheduler's form (``jobid_form``); ids of this backend object's own
+jobs are trusted, others are looked up once (``dependency_states``) and an id the
+scheduler has no record of is an ``InvalidJobError`` before anything is submitted
+(Slurm and Grid Engine would silently ignore it). Ids of jobs already ended are
+dropped: their dependency is met, and PBS or LSF would refuse an id they forgot.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from typing import Any, ClassVar
 import attrs
 
 from ..backend import HPCBackend
-from ..errors import JobNotFoundError, SchedulerError, SubmitError
+from ..errors import InvalidJobError, JobNotFoundError, SchedulerError, SubmitError
 from ..job import JobSpec
 from ..jobref import resolve
 from ..process import HPCProcess, JobState
@@ -94,6 +101,8 @@ class BatchBackend(ScriptBackend):
     #: umask for the submit command where the scheduler creates the job's output files
     #: with it (Slurm: 0o077, so logs are private); the job body gets the caller's back
     submit_umask: ClassVar[int | None] = None
+    #: a job id as the submit command prints it (a regex): what a dependency may name
+    jobid_form: ClassVar[str] = r"\S+"
 
     def __init__(self, *, retries: int = 5, retry_delay: float = 1.0,
                  lost_grace: float = 30.0, **options: Any) -> None:
@@ -168,6 +177,22 @@ class BatchBackend(ScriptBackend):
         bare ids; None: unknown)."""
         return None
 
+    def dependency_states(self, jobids: Sequence[str]) -> dict[str, SchedulerStatus]:
+        """What the scheduler says of jobs not submitted by this backend object (one status
+        query, then ``finished_status``); an id left out is one it has no record of.
+        Raise ``SchedulerError`` when it cannot be asked."""
+        result = self.run(self.status_argv(jobids), retries=2, ok=self.status_ok)
+        if not self.status_ok(result):
+            raise SchedulerError((result.stderr or result.stdout).strip())
+        try:
+            statuses = self.parse_status(result.stdout)
+        except UNREADABLE as exc:
+            raise SchedulerError(f"unreadable status output: {exc}") from None
+        missing = [jobid for jobid in jobids if jobid not in statuses]
+        if missing:
+            statuses.update(self.finished_status(missing))
+        return {jobid: statuses[jobid] for jobid in jobids if jobid in statuses}
+
     def submit_env(self) -> Mapping[str, str] | None:
         """The environment for the submit command (None: inherit)."""
         return None
@@ -233,6 +258,7 @@ class BatchBackend(ScriptBackend):
         new attempt, and once more before giving up, ``find_submitted`` looks for it; if
         that look itself fails, the job is not resubmitted blind.
         """
+        spec = self.resolve_dependencies(spec)
         files = self.job_files(spec)
         write_script(spec, files, directives=self.directives(spec, files), root=self.run_dir(),
                      umask=None if self.submit_umask is None else current_umask())
@@ -259,10 +285,42 @@ class BatchBackend(ScriptBackend):
                 return BatchProcess(self, spec, self.parse_jobid(result.stdout), files)
             message = " ".join((result.stderr or result.stdout).split())
             if not self.is_transient(message):
+                if spec.dependencies and "depend" in message.lower():
+                    message += f" (dependencies: {', '.join(spec.dependencies)})"
                 raise SubmitError(f"{self.name}: {argv[0]} refused job {spec.name!r}: {message}")
             log.warning("%s failed for job %r (%s); retrying", argv[0], spec.name, message)
         raise SubmitError(f"{self.name}: {argv[0]} kept failing for job {spec.name!r} "
                           f"({self.retries + 1} attempts): {message}")
+
+    def resolve_dependencies(self, spec: JobSpec) -> JobSpec:
+        """``spec`` with the dependencies still to wait for; ``InvalidJobError`` for an id
+        of the wrong form or one the scheduler has no record of."""
+        if not spec.dependencies:
+            return spec
+        ids = list(dict.fromkeys(spec.dependencies))
+        wrong = [jobid for jobid in ids if not re.fullmatch(self.jobid_form, jobid)]
+        if wrong:
+            raise InvalidJobError(f"{self.name}: dependency {wrong[0]!r} is not a job id of "
+                                  f"this scheduler (expected what {self.submit_program} "
+                                  "prints for a job)")
+        index = self.job_index
+        ended = {jobid for jobid in ids if index.ended(jobid)}
+        foreign = [jobid for jobid in ids if jobid not in index]
+        if foreign:
+            try:
+                states = self.dependency_states(foreign)
+            except SchedulerError as exc:  # the scheduler decides at submission
+                log.warning("%s: could not look up dependencies %s: %s", self.name,
+                            " ".join(foreign), exc)
+                states = {jobid: SchedulerStatus(JobState.PENDING) for jobid in foreign}
+            unknown = [jobid for jobid in foreign if jobid not in states]
+            if unknown:
+                raise InvalidJobError(
+                    f"{self.name}: dependency {', '.join(map(repr, unknown))}: the scheduler "
+                    "has no record of such a job (neither queued, running nor recently "
+                    "ended); give ids of jobs it returned")
+            ended |= {jobid for jobid in foreign if states[jobid].state.is_final}
+        return spec.with_dependencies([jobid for jobid in ids if jobid not in ended])
 
     def attach(self, jobid: str) -> BatchProcess:
         """One status query for an earlier job; its exit-status file if the queue forgot it."""

@@ -74,9 +74,13 @@ class AttachedShellProcess(ScriptProcess):
 def job_ref(backend: ShellBackend, process: HPCProcess) -> str:
     """The reference of a shell job: host, pid, incarnation, script and log."""
     files = getattr(process, "files", None)
-    pid = int(process.jobid) if process.jobid.isdigit() else -1
-    token = getattr(process, "token", None) or incarnation(pid, zombies=True) or ""
-    return str(JobRef(backend.name, host(), process.jobid, token,
+    pid = getattr(process, "pid", None)  # a dependent job's id is not its pid
+    if not isinstance(pid, int):
+        pid = int(process.jobid) if process.jobid.isdigit() else -1
+    token = getattr(process, "token", None) or (incarnation(pid, zombies=True) if pid > 0
+                                                 else None) or ""
+    jobid = str(pid) if pid > 0 else process.jobid
+    return str(JobRef(backend.name, host(), jobid, token,
                       getattr(files, "script", None), getattr(files, "output", None)))
 
 

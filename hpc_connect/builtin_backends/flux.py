@@ -8,6 +8,8 @@ core for ``cpus`` (or ``tasks``), default ``-n 1`` (``flux batch`` needs ``-n`` 
 ``constraint`` → ``--requires``; ``qos``, ``reservation`` and ``clusters`` are refused.
 Options go on the command line and, for the record, into
 ``# flux:`` directive lines (which flux parses with shell quoting rules).
+``dependencies`` → one ``--dependency=afterany:ƒ...`` per id, on the command line only
+(``flux batch`` appends a directive's to the command line's).
 
 Ids: ``flux batch`` prints an F58 id (``ƒ2xyz...``, or ``f2xyz...`` in a non-UTF-8
 locale); ``flux jobs --json`` reports ids as integers. Statuses are keyed by every
@@ -129,6 +131,8 @@ class FluxBackend(BatchBackend):
     aliases: ClassVar[tuple[str, ...]] = ()
     launcher = "flux-run"
     submit_program: ClassVar[str] = "flux"
+    dependencies_supported: ClassVar[bool] = True
+    jobid_form: ClassVar[str] = rf"[ƒf][{F58}]+|\d+"
 
     def options(self, spec: JobSpec, files: JobFiles) -> list[Option]:
         opts: list[Option] = [("--job-name", spec.name)]
@@ -146,10 +150,14 @@ class FluxBackend(BatchBackend):
         opts.append(("--output", str(files.output)))
         if not files.merged:
             opts.append(("--error", str(files.error)))
+        opts += [("--dependency", f"afterany:{jobid}") for jobid in spec.dependencies]
         return opts
 
     def directives(self, spec: JobSpec, files: JobFiles) -> list[str]:
-        return directive_lines("# flux:", self.options(spec, files))
+        options = self.options(spec, files)
+        lines = directive_lines("# flux:", [o for o in options if o[0] != "--dependency"])
+        return lines + [f"# (on the flux batch command line: --dependency={value})"
+                        for flag, value in options if flag == "--dependency"]
 
     def submit_argv(self, spec: JobSpec, files: JobFiles) -> list[str]:
         options = self.options(spec, files)

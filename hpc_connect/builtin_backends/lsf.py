@@ -12,7 +12,8 @@ where ``jsrun`` is the launcher) ``nodes`` becomes ``-nnodes N``; otherwise CPUs
 slots, ``-n C`` with ``-R "span[hosts=N]"``. ``gpus`` → ``-gpu "num=G"`` (per host),
 ``qtime`` → ``-W`` minutes, ``memory_mb`` → ``-M <MB>MB``. ``partition`` → ``-q``,
 ``account`` → ``-P``, ``constraint`` → ``-R "select[...]"``, ``reservation`` → ``-U``,
-``clusters`` → ``-clusters``; ``qos`` is refused.
+``clusters`` → ``-clusters``; ``qos`` is refused. ``dependencies`` →
+``-w "ended(1) && ended(2)"``.
 
 Status: ONE ``bjobs -o "jobid stat exit_code exit_reason" -json -a <ids...>`` per
 cycle. ``TERM_RUNLIMIT`` is a time-out; ``TERM_OWNER``/``TERM_ADMIN`` (bkill) a cancel.
@@ -96,6 +97,8 @@ class LSFBackend(BatchBackend):
     aliases: ClassVar[tuple[str, ...]] = ("bsub",)
     launcher = "jsrun"
     submit_program: ClassVar[str] = "bsub"
+    dependencies_supported: ClassVar[bool] = True
+    jobid_form: ClassVar[str] = r"\d+(\[\d+\])?"
     transient_errors: ClassVar[tuple[str, ...]] = (
         *BatchBackend.transient_errors, r"LSF is processing your request",
         r"cannot connect to LSF", r"daemon not responding", r"LIM is down",
@@ -125,6 +128,8 @@ class LSFBackend(BatchBackend):
         opts.append(("-oo", str(files.output)))  # -oo/-eo overwrite; -o/-e would append
         if not files.merged:
             opts.append(("-eo", str(files.error)))
+        if spec.dependencies:
+            opts.append(("-w", " && ".join(f"ended({jobid})" for jobid in spec.dependencies)))
         return opts
 
     def directives(self, spec: JobSpec, files: JobFiles) -> list[str]:

@@ -7,6 +7,7 @@ and ``-l mem=M``. ``partition`` → ``-q``, ``account`` → ``-A``; ``qos``, ``c
 ``reservation`` and ``clusters`` are refused with a hint.
 PBS job names must be one word starting with a letter: the name is
 sanitised for ``-N`` (the script's comment keeps the real one).
+``dependencies`` → ``-W depend=afterany:12.server:13.server``.
 
 Status: ONE ``qstat -f -F json -x <ids...>`` per cycle on PBS Pro (``-x`` keeps
 finished jobs with their ``Exit_status``); Torque has neither ``-F json`` nor ``-x``
@@ -171,6 +172,8 @@ class PBSBackend(BatchBackend):
     default_flavor: ClassVar[str] = "pro"
     launcher = "mpi"
     submit_program: ClassVar[str] = "qsub"
+    dependencies_supported: ClassVar[bool] = True
+    jobid_form: ClassVar[str] = r"\d+(\[\d*\])?(\.[\w.-]+)?"
     transient_errors: ClassVar[tuple[str, ...]] = (
         *BatchBackend.transient_errors, r"cannot connect to (pbs )?(server|host)",
         r"pbs_iff", r"no free connections", r"server .*(unavailable|busy)",
@@ -210,6 +213,8 @@ class PBSBackend(BatchBackend):
         opts += [("-j", "oe")] if files.merged else [("-e", str(files.error))]
         if self.export_env:
             opts.append(("-V", None))
+        if spec.dependencies:
+            opts.append(("-W", "depend=afterany:" + ":".join(spec.dependencies)))
         return opts
 
     def directives(self, spec: JobSpec, files: JobFiles) -> list[str]:
@@ -217,7 +222,7 @@ class PBSBackend(BatchBackend):
 
     def submit_argv(self, spec: JobSpec, files: JobFiles) -> list[str]:
         options = self.options(spec, files)
-        reject_repeated(self.name, options, spec.submit_flags, keyed=("-l",))
+        reject_repeated(self.name, options, spec.submit_flags, keyed=("-l", "-W"))
         return ["qsub", *option_argv(options), *spec.submit_flags, str(files.script)]
 
     def parse_jobid(self, stdout: str) -> str:

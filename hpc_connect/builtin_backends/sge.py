@@ -13,6 +13,12 @@ job's GPU count. Paths get a leading ``:`` (empty host), so a ``:`` in them is l
 Grid Engine still expands ``$JOB_ID``-style names in them. Grid Engine has no node
 count: ``nodes`` is left to the PE's allocation rule (a ``$fill_up`` or
 ``$round_robin`` PE spans nodes; ``smp``'s ``$pe_slots`` keeps one node).
+``dependencies`` → ``-hold_jid 1,2`` on the command line only (qsub would add a
+directive's list to the command line's). qsub itself accepts an id that never existed
+and ignores it (and a word is a job *name* pattern): ids must be numbers, and one that
+is neither this backend's, in ``qstat`` nor in ``qacct`` is refused before submitting
+(where ``qacct`` lags by the accounting flush time, another program's job that ended in
+that window looks unknown).
 
 Names: ``-N`` refuses ``/ : @ * \\``, spaces, non-ASCII and a leading digit (and a
 refused submission still uses up a job id), so the name is made safe; the script's
@@ -43,6 +49,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ..batch import (
+    UNREADABLE,
     BatchBackend,
     BatchProcess,
     Option,
@@ -156,6 +163,8 @@ class SGEBackend(BatchBackend):
     aliases: ClassVar[tuple[str, ...]] = ("gridengine", "uge")
     launcher = "mpi"
     submit_program: ClassVar[str] = "qsub"
+    dependencies_supported: ClassVar[bool] = True
+    jobid_form: ClassVar[str] = r"[1-9]\d*"
     #: qacct may lag a job's exit by the accounting flush time (15 s by default)
     lost_after: ClassVar[int] = 10
     transient_errors: ClassVar[tuple[str, ...]] = (
@@ -209,6 +218,8 @@ class SGEBackend(BatchBackend):
         if self.export_env:
             opts.append(("-V", None))
         opts += placement_options(self.name, spec, PLACEMENT_FLAGS, PLACEMENT_HINT)
+        if spec.dependencies:
+            opts.append(("-hold_jid", ",".join(spec.dependencies)))
         return opts
 
     def directives(self, spec: JobSpec, files: JobFiles) -> list[str]:
@@ -216,7 +227,9 @@ class SGEBackend(BatchBackend):
         Grid Engine's directive parser has no quoting: the command line carries them."""
         lines = []
         for flag, value in self.options(spec, files):
-            if value is None or flag == "-pe" or _PLAIN.fullmatch(value):
+            if flag == "-hold_jid":  # qsub would join it to the command line's
+                lines.append(f"# (on the qsub command line: {flag} {value})")
+            elif value is None or flag == "-pe" or _PLAIN.fullmatch(value):
                 lines.append(f"#$ {flag}" + ("" if value is None else f" {value}"))
             else:
                 lines.append(f"# (on the qsub command line: {flag} {shlex.quote(value)})")
@@ -274,6 +287,26 @@ class SGEBackend(BatchBackend):
             found = [jobid for jobid, record in parse_qacct(acct.stdout).items()
                      if _epoch(record.get("qsub_time", "")) >= written]
         return max(found, key=int) if found else None
+
+    def dependency_states(self, jobids: Sequence[str]) -> dict[str, SchedulerStatus]:
+        """Jobs in ``qstat`` are waiting or running; the others are ended if ``qacct`` has
+        a record of them (one ``qacct -j`` each: ``-j`` takes one id)."""
+        result = self.run(["qstat", "-xml", "-u", "*"], retries=2)
+        try:
+            queued = parse_qstat_xml(result.stdout) if result.returncode == 0 else None
+        except UNREADABLE:
+            queued = None
+        if queued is None:
+            raise SchedulerError(f"qstat failed: {(result.stderr or result.stdout).strip()}")
+        found = {jobid: SchedulerStatus(JobState.PENDING) for jobid in jobids if jobid in queued}
+        for jobid in (j for j in jobids if j not in queued):
+            acct = self.run(["qacct", "-j", jobid], retries=1,
+                            ok=lambda r: r.returncode == 0 or "not found" in r.stderr)
+            if acct.returncode != 0 and "not found" not in acct.stderr:
+                raise SchedulerError(f"qacct failed: {(acct.stderr or acct.stdout).strip()}")
+            if jobid in parse_qacct(acct.stdout):
+                found[jobid] = SchedulerStatus(JobState.COMPLETED)  # ended: no more to wait
+        return found
 
     # ---- status -------------------------------------------------------------------------
     def status_argv(self, jobids: Sequence[str]) -> list[str]:

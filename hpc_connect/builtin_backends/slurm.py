@@ -12,6 +12,8 @@ Placement fields keep their names (``--partition``, ``--account``, ``--qos``,
 plugin: ``gres`` → ``--gres``; with GPUs, ``tasks_per_gpu`` → ``--ntasks-per-gpu`` and
 ``cpus_per_gpu`` → ``--cpus-per-gpu`` (instead of ``--ntasks``/``--cpus-per-task``).
 With ``--cpus-per-task`` the script exports ``SRUN_CPUS_PER_TASK`` (srun >= 22.05).
+``dependencies`` → ``--dependency=afterany:1:2`` (ids as sbatch printed them; an array
+task ``1_2`` too).
 
 Options are written into the script as ``#SBATCH`` lines (so it documents itself and
 can be resubmitted by hand; values use sbatch's own double-quote rules) *and* passed on
@@ -74,6 +76,7 @@ FLAG_ALIASES = {
     "--workdir": "--chdir", "-N": "--nodes", "-n": "--ntasks", "-c": "--cpus-per-task",
     "-G": "--gpus", "-t": "--time", "-p": "--partition", "-A": "--account",
     "-q": "--qos", "-C": "--constraint", "-M": "--clusters", "--cluster": "--clusters",
+    "-d": "--dependency",
 }
 
 
@@ -145,6 +148,8 @@ class SlurmBackend(BatchBackend):
     aliases: ClassVar[tuple[str, ...]] = ("sbatch",)
     launcher = "srun"
     submit_program: ClassVar[str] = "sbatch"
+    dependencies_supported: ClassVar[bool] = True
+    jobid_form: ClassVar[str] = r"\d+(_\d+)?"
     #: slurmstepd creates the output files with sbatch's umask: keep them private
     submit_umask: ClassVar[int | None] = 0o077
     #: seconds between status queries: Slurm should be polled gently
@@ -200,6 +205,8 @@ class SlurmBackend(BatchBackend):
             opts.append(("--mem", f"{spec.memory_mb}M"))
         if spec.qtime:
             opts.append(("--time", slurm_time(spec.qtime)))
+        if spec.dependencies:
+            opts.append(("--dependency", "afterany:" + ":".join(spec.dependencies)))
         return opts
 
     def directives(self, spec: JobSpec, files: JobFiles) -> list[str]:

@@ -8,11 +8,13 @@ The extension API for backend authors: ``ScriptBackend`` (validate at ``submit``
 ``create_private``, ``ensure_private_file``, ``read_trusted``, ``current_umask``).
 
 Modules: ``_files`` (JobFiles, job keys), ``_render`` (the script), ``_owner_only``
-(files only their owner can read, no symlink following), ``_backend`` (ScriptBackend).
+(files only their owner can read, no symlink following), ``_backend`` (ScriptBackend),
+``_jobs`` (``JobIndex``: a backend's jobs by id, for dependencies).
 """
 
 from ._backend import ScriptBackend, ScriptProcess
 from ._files import JobFiles, job_key, safe_name
+from ._jobs import JobIndex
 from ._owner_only import (
     create_private,
     current_umask,
@@ -26,6 +28,7 @@ __all__ = [
     "STATUS_WRAPPER",
     "SUPERVISOR",
     "JobFiles",
+    "JobIndex",
     "ScriptBackend",
     "ScriptProcess",
     "create_private",

@@ -14,11 +14,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..backend import HPCBackend
+from ..errors import InvalidJobError
 from ..group import ProcessGroup, per_job
 from ..job import JobSpec
 from ..process import HPCProcess
 from ..usage import Usage
 from ._files import JobFiles
+from ._jobs import JobIndex
 
 
 class ScriptProcess(HPCProcess):
@@ -67,7 +69,12 @@ class ScriptBackend(HPCBackend):
         return self.submit_spec(self._with_defaults(spec))
 
     def _with_defaults(self, spec: JobSpec) -> JobSpec:
-        """``spec`` with the backend's configured submit flags in front of its own."""
+        """``spec`` with the backend's configured submit flags in front of its own;
+        dependencies refused by a backend that cannot honour them."""
+        if spec.dependencies and not self.supports_dependencies():
+            raise InvalidJobError(
+                f"{self.name}: dependencies={list(spec.dependencies)!r}: this backend cannot "
+                "hold a job until others end (supports_dependencies() is False)")
         if not self.default_submit_flags:
             return spec
         return spec.with_updates(submit_flags=(*self.default_submit_flags, *spec.submit_flags))
@@ -98,6 +105,15 @@ class ScriptBackend(HPCBackend):
         processes = self.submit_all(lambda i: self.submit_spec(specs[i]), len(specs))
         self.track(processes)
         return processes
+
+    @property
+    def job_index(self) -> JobIndex:
+        """This backend object's jobs by id (what ``JobSpec.dependencies`` may name)."""
+        return self.__dict__.setdefault("_job_index", JobIndex())  # type: ignore[no-any-return]
+
+    def track(self, processes: Sequence[HPCProcess]) -> None:
+        super().track(processes)
+        self.job_index.add(processes)
 
     def poll_many(self, processes: Iterable[HPCProcess]) -> None:
         """Refresh the state of many processes, with as few scheduler queries as possible."""
