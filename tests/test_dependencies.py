@@ -157,6 +157,19 @@ def test_ended_dependencies_are_dropped(tmp_path: Path) -> None:
     assert backend.resolve_dependencies(spec.with_dependencies(["12.srv"])).dependencies == ()
 
 
+def test_ended_dependencies_are_kept_where_the_scheduler_takes_them(tmp_path: Path) -> None:
+    """Slurm accepts a dependency on a job that already ended (it is met at once): the id
+    is handed on, so the job's record shows what the caller gave (canary submits a batch
+    only after its dependencies ended). No scheduler call: the job is this backend's."""
+    backend = SlurmBackend(workdir=tmp_path)
+    spec = JobSpec(name="j", commands=["true"])
+    ended = BatchProcess(backend, spec, "12", files(tmp_path))
+    ended.set_state(JobState.FAILED, 3)
+    backend.track([ended])
+    assert backend.resolve_dependencies(spec.with_dependencies(["12"])).dependencies == ("12",)
+    assert backend.queries == 0
+
+
 # ---- the shell backend ------------------------------------------------------------------
 @pytest.fixture
 def shell(tmp_path: Path) -> ShellBackend:

@@ -21,7 +21,9 @@ an id must have the scheduler's form (``jobid_form``); ids of this backend objec
 jobs are trusted, others are looked up once (``dependency_states``) and an id the
 scheduler has no record of is an ``InvalidJobError`` before anything is submitted
 (Slurm and Grid Engine would silently ignore it). Ids of jobs already ended are
-dropped: their dependency is met, and PBS or LSF would refuse an id they forgot.
+dropped (their dependency is met, and PBS or LSF would refuse an id they forgot), except
+where the scheduler takes them (``keeps_ended_dependencies``: Slurm, Grid Engine), so that
+its records show every dependency the caller gave.
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ class BatchBackend(ScriptBackend):
     )
     #: polls in a row a job may be missing everywhere before it is declared lost
     lost_after: ClassVar[int] = 3
+    #: hand ids of dependencies that already ended to the scheduler too (it accepts them)
+    keeps_ended_dependencies: ClassVar[bool] = False
     #: allocation mode: one node held by a job of this backend running the agent
     #: (``hpc_connect.allocation``), late-bound: the allocation layer builds on this one
     allocation_type: ClassVar[Any] = "hpc_connect.allocation:Allocation"
@@ -320,6 +324,8 @@ class BatchBackend(ScriptBackend):
                     "has no record of such a job (neither queued, running nor recently "
                     "ended); give ids of jobs it returned")
             ended |= {jobid for jobid in foreign if states[jobid].state.is_final}
+        if self.keeps_ended_dependencies:
+            return spec.with_dependencies(ids)
         return spec.with_dependencies([jobid for jobid in ids if jobid not in ended])
 
     def attach(self, jobid: str) -> BatchProcess:

@@ -164,6 +164,7 @@ class SGEBackend(BatchBackend):
     launcher = "mpi"
     submit_program: ClassVar[str] = "qsub"
     dependencies_supported: ClassVar[bool] = True
+    keeps_ended_dependencies: ClassVar[bool] = True
     jobid_form: ClassVar[str] = r"[1-9]\d*"
     #: qacct may lag a job's exit by the accounting flush time (15 s by default)
     lost_after: ClassVar[int] = 10

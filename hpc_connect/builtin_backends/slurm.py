@@ -149,6 +149,7 @@ class SlurmBackend(BatchBackend):
     launcher = "srun"
     submit_program: ClassVar[str] = "sbatch"
     dependencies_supported: ClassVar[bool] = True
+    keeps_ended_dependencies: ClassVar[bool] = True
     jobid_form: ClassVar[str] = r"\d+(_\d+)?"
     #: slurmstepd creates the output files with sbatch's umask: keep them private
     submit_umask: ClassVar[int | None] = 0o077
