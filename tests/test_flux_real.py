@@ -21,6 +21,7 @@ from helpers import processes_with, program, wait_until
 
 import hpc_connect
 from hpc_connect import JobState
+from hpc_connect.builtin_backends.flux import parse_id
 
 pytestmark = [pytest.mark.flux, pytest.mark.slow]
 BACKENDS = ["flux.sh", "flux"]
@@ -169,6 +170,37 @@ def test_attach_after_a_crash(here: Path, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", BACKENDS)
+def test_lost_submit_reply_is_not_resubmitted(here: Path, name: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The submission reaches Flux but its reply is lost (``flux batch`` exits 1 with
+    "Connection refused" after submitting; the API call returns that error after its
+    RPC): ``find_submitted`` finds the job by name and working folder, the job runs
+    once and completes."""
+    b = backend(name, here, retry_delay=0.2)
+    if name == "flux.sh":
+        wrapper = here / "bin" / "flux"
+        wrapper.parent.mkdir()
+        wrapper.write_text(f'#!/bin/bash\nif [ "$1" = batch ]; then {FLUX_PREFIX}/bin/flux '
+                           '"$@" >/dev/null; echo "flux-batch: ERROR: Connection refused" >&2; '
+                           f'exit 1; fi\nexec {FLUX_PREFIX}/bin/flux "$@"\n')
+        wrapper.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{wrapper.parent}:{os.environ['PATH']}")
+    else:
+        real = b.submit_once
+
+        def lossy(argv: Any, env: Any) -> tuple[str | None, str]:
+            real(argv, env)
+            return None, "Connection refused"
+
+        monkeypatch.setattr(b, "submit_once", lossy)
+    proc = b.submit("lost-reply", ["echo ran once"])
+    assert proc.wait(timeout=120) == 0
+    ours = [j for j in flux_jobs_under(here) if j["name"] == "lost-reply"]
+    assert [str(j["id"]) for j in ours] == [str(parse_id(proc.jobid))]
+    assert proc.files.output.read_text().count("ran once") == 1
+
+
+@pytest.mark.parametrize("name", BACKENDS)
 def test_dependency_starts_after_its_job(here: Path, name: str) -> None:
     """``dependencies=[id]`` (``--dependency=afterany:``, given once): the second job
     waits while the first runs, then runs after it even though the first failed."""
@@ -181,7 +213,7 @@ def test_dependency_starts_after_its_job(here: Path, name: str) -> None:
                       is JobState.RUNNING, timeout=60)
     b.poll_many([second])
     assert second.state is JobState.PENDING
-    assert second.wait(timeout=120) == 0 and first.returncode == 2
+    assert first.wait(timeout=120) == 2 and second.wait(timeout=120) == 0
     assert order.read_text().split() == ["first", "second"]
     info = subprocess.run(["flux", "job", "info", second.jobid, "jobspec"], capture_output=True,
                           text=True, timeout=60, check=True).stdout

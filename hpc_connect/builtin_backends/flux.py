@@ -8,7 +8,11 @@ core for ``cpus`` (or ``tasks``), default ``-n 1`` (``flux batch`` needs ``-n`` 
 ``-N``). ``qtime`` → ``-t <seconds>s``. Flux has no portable memory request:
 ``memory_mb`` is not passed. ``partition`` → ``--queue``, ``account`` → ``--bank``,
 ``constraint`` → ``--requires``; ``qos``, ``reservation`` and ``clusters`` are refused.
-``dependencies`` → one ``--dependency=afterany:<id>`` each. ``warn_before=S`` (a backend
+A job on more nodes gets ``--broker-opts=-Sbroker.critical-ranks=0-<N-1>``: by default a
+batch job's instance survives the loss of a non-router node (Flux raises a non-fatal
+exception and the script runs on), here any lost node fails the job ("node failure on
+HOST (rank R)"), as Slurm's NODE_FAIL does. ``dependencies`` → one
+``--dependency=afterany:<id>`` each. ``warn_before=S`` (a backend
 option, off by default) → ``--signal=SIGUSR1@Ss`` for jobs with a time limit: Flux sends
 SIGUSR1 S seconds before it, and the job script passes it on to the commands' shell
 (``trap '...' USR1``). Options go on the command line and, for the record, into
@@ -60,7 +64,7 @@ FLAG_ALIASES = {"--nslots": "-n", "--nodes": "-N", "--cores-per-slot": "-c",
                 "-B": "--bank", "--job-name": "--job-name"}
 #: options flux batch adds up when given twice (so never also written as directives), and
 #: which a caller's submit_flags may add to
-ADDITIVE = ("--requires", "--dependency")
+ADDITIVE = ("--requires", "--dependency", "--broker-opts")
 F58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _STATES = {
     "NEW": JobState.PENDING, "DEPEND": JobState.PENDING, "PRIORITY": JobState.PENDING,
@@ -176,6 +180,9 @@ class FluxBackend(BatchBackend):
         opts += placement_options(self.name, spec, PLACEMENT_FLAGS)
         if spec.nodes:
             opts.append(("-N", str(spec.nodes)))
+        if spec.nodes and spec.nodes > 1:  # losing any node ends the job (as on Slurm)
+            # (one word: flux batch would read a separate "-S..." value as an option)
+            opts.append((f"--broker-opts=-Sbroker.critical-ranks=0-{spec.nodes - 1}", None))
         if spec.gpus:
             opts += [("-n", str(spec.gpus)), ("-g", "1")]
             if spec.cpus:
@@ -195,7 +202,7 @@ class FluxBackend(BatchBackend):
     def directives(self, spec: JobSpec, files: JobFiles) -> list[str]:
         return directive_lines("# flux:", [(flag, value) for flag, value
                                            in self.options(spec, files)
-                                           if flag not in ADDITIVE])
+                                           if flag.partition("=")[0] not in ADDITIVE])
 
     def submit_argv(self, spec: JobSpec, files: JobFiles) -> list[str]:
         options = self.options(spec, files)
