@@ -24,7 +24,13 @@ BACKENDS = {
     "torque": "hpc_connect.builtin_backends.pbs:TorqueBackend",
     "lsf": "hpc_connect.builtin_backends.lsf:LSFBackend",
     "bsub": "hpc_connect.builtin_backends.lsf:LSFBackend",
-    "flux": "hpc_connect.builtin_backends.flux:FluxBackend",
+    "flux": "hpc_connect.builtin_backends.flux_api:FluxAPIBackend",
+    "flux.py": "hpc_connect.builtin_backends.flux_api:FluxAPIBackend",
+    "flux:py": "hpc_connect.builtin_backends.flux_api:FluxAPIBackend",
+    "flux.sh": "hpc_connect.builtin_backends.flux:FluxBackend",
+    "flux-shell": "hpc_connect.builtin_backends.flux:FluxBackend",
+    "flux:sh": "hpc_connect.builtin_backends.flux:FluxBackend",
+    "flux-cli": "hpc_connect.builtin_backends.flux:FluxBackend",
     "sge": "hpc_connect.builtin_backends.sge:SGEBackend",
     "gridengine": "hpc_connect.builtin_backends.sge:SGEBackend",
     "uge": "hpc_connect.builtin_backends.sge:SGEBackend",
@@ -33,7 +39,8 @@ BACKENDS = {
 }
 #: each built-in backend's own launcher (its class attribute ``launcher``; tests check)
 BACKEND_LAUNCHERS = {"shell": "mpi", "slurm": "srun", "pbs": "mpi", "torque": "mpi", "lsf": "jsrun",
-                     "flux": "flux-run", "sge": "mpi", "remote_subprocess": "mpi"}
+                     "flux": "flux-run", "flux.sh": "flux-run", "sge": "mpi",
+                     "remote_subprocess": "mpi"}
 LAUNCHERS = {
     "mpi": "hpc_connect.builtin_launchers.mpi:MPILauncher",
     "mpiexec": "hpc_connect.builtin_launchers.mpi:MPILauncher",

@@ -1,7 +1,8 @@
-"""Shared fixtures: the real one-node Slurm cluster and process-table helpers."""
+"""Shared fixtures: the real one-node Slurm and Grid Engine, the test Flux, and helpers."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -148,3 +149,60 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
         yield SshServer(Path(started.stdout.strip().splitlines()[-1]), port, state)
     finally:
         subprocess.run(["bash", str(SSHD), "stop"], capture_output=True, timeout=120, env=env)
+
+
+FLUX_CLUSTER = HERE / "flux" / "cluster.sh"
+#: where tests/flux/cluster.sh installs flux-core (its bin goes on PATH for the Flux tests)
+FLUX_PREFIX = Path("/opt/flux-0.88.0")
+
+
+def flux_env(state_dir: str | None = None) -> dict[str, str]:
+    """The variables a client of the test Flux needs (``state_dir``: another instance's
+    ``HPC_CONNECT_FLUX_DIR``); FLUX_URI is filled in by ``start_flux``."""
+    env = {"PATH": f"{FLUX_PREFIX / 'bin'}:{os.environ.get('PATH', '')}",
+           "FLUX_URI_RESOLVE_LOCAL": "1"}
+    if state_dir is not None:
+        env["HPC_CONNECT_FLUX_DIR"] = state_dir
+    return env
+
+
+def start_flux(state_dir: str | None = None) -> str:
+    """Start (or reuse) a test instance with tests/flux/cluster.sh; its FLUX_URI. Under
+    CI=true a Flux that cannot be built or started is a failure, elsewhere a skip."""
+    def unavailable(reason: str) -> None:
+        if IN_CI:
+            pytest.fail(f"Flux needed under CI=true: {reason}")
+        pytest.skip(reason)
+
+    if os.geteuid() != 0:
+        unavailable("the test Flux instance runs as root (tests/flux/cluster.sh)")
+    env = {**os.environ, **flux_env(state_dir)}
+    for step, limit in (("install", 1500), ("start", 180)):
+        done = subprocess.run(["bash", str(FLUX_CLUSTER), step], capture_output=True,
+                              text=True, timeout=limit, env=env)
+        if done.returncode != 0:
+            unavailable(f"tests/flux/cluster.sh {step} failed: {done.stderr.strip()[-2000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def flux_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The 2-broker test Flux of tests/flux/cluster.sh (built on first use on a machine,
+    then reused; started or reused); yields its FLUX_URI, set with PATH and
+    FLUX_URI_RESOLVE_LOCAL in this process's environment. Other test processes may share
+    the instance: it is never stopped here, and at the end only this session's jobs
+    (working folder under this session's temporary folder) are cancelled."""
+    uri = start_flux()
+    os.environ.update(flux_env())
+    os.environ["FLUX_URI"] = uri
+    yield uri
+    base = str(tmp_path_factory.getbasetemp().resolve())
+    listed = subprocess.run(["flux", "jobs", "--json", "-f", "pending,running"],
+                            capture_output=True, text=True, timeout=60)
+    try:
+        jobs = json.loads(listed.stdout or "{}").get("jobs", [])
+    except ValueError:
+        jobs = []
+    ours = [str(job["id"]) for job in jobs if str(job.get("cwd", "")).startswith(base)]
+    if ours:
+        subprocess.run(["flux", "cancel", *ours], capture_output=True, timeout=60)

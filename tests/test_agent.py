@@ -163,13 +163,14 @@ def test_agent_refuses_bad_use(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("name", "lines"), [
     ("pbs", ["#PBS -l select=1:ncpus=4", "#PBS -l walltime=00:10:00"]),
     ("lsf", ["#BSUB -nnodes 1", "#BSUB -W 10"]),
-    ("flux", ["# flux: -N 1", "# flux: -n 4", "# flux: -t 600s"]),
+    ("flux.sh", ["# flux: -N 1", "# flux: -n 4", "# flux: -t 600s"]),
     ("sge", ["#$ -pe smp 4", "#$ -l h_rt=00:10:00"]),
 ])
 def test_holder_job_is_the_agent_on_one_node(tmp_path: Path, name: str,
                                              lines: list[str]) -> None:
-    """No real PBS, LSF or Flux here: the holder job a batch backend would submit asks
-    for one node with the CPUs and time requested, and runs the agent on its spool."""
+    """No real PBS or LSF here (Flux's real allocations: test_flux_real.py): the holder
+    job a batch backend would submit asks for one node with the CPUs and time requested,
+    and runs the agent on its spool."""
     backend = hpc_connect.get_backend(name, workdir=tmp_path)
     alloc = backend.allocate(cpus=4, qtime=600)
     spool = tmp_path / "spool dir"

@@ -283,11 +283,9 @@ class BatchBackend(ScriptBackend):
                     return BatchProcess(self, spec, jobid, files)
             if attempt > self.retries:
                 break
-            result = self.run(argv, retries=0, env=env, transient_only=True,
-                              umask=self.submit_umask)
-            if result.returncode == 0:
-                return BatchProcess(self, spec, self.parse_jobid(result.stdout), files)
-            message = " ".join((result.stderr or result.stdout).split())
+            jobid, message = self.submit_once(argv, env)
+            if jobid is not None:
+                return BatchProcess(self, spec, jobid, files)
             if not self.is_transient(message):
                 if spec.dependencies and "depend" in message.lower():
                     message += f" (dependencies: {', '.join(spec.dependencies)})"
@@ -328,6 +326,36 @@ class BatchBackend(ScriptBackend):
             return spec.with_dependencies(ids)
         return spec.with_dependencies([jobid for jobid in ids if jobid not in ended])
 
+    def submit_once(self, argv: Sequence[str],
+                    env: Mapping[str, str] | None) -> tuple[str | None, str]:
+        """One submission attempt of ``argv`` (``submit_argv``'s): the job id, or None and
+        the scheduler's words (a backend with an API instead of a command replaces this)."""
+        result = self.run(argv, retries=0, env=env, transient_only=True,
+                          umask=self.submit_umask)
+        if result.returncode == 0:
+            return self.parse_jobid(result.stdout), ""
+        return None, " ".join((result.stderr or result.stdout).split())
+
+    def query_status(self, jobids: Sequence[str]) -> dict[str, SchedulerStatus] | None:
+        """ONE status query for ``jobids``: id → status (ids left out: not in the queue);
+        None when the scheduler gave no readable answer (states stay unchanged)."""
+        result = self.run(self.status_argv(jobids), retries=2, ok=self.status_ok)
+        if not self.status_ok(result):
+            log.warning("%s status query failed, states unchanged: %s", self.name,
+                        (result.stderr or result.stdout).strip())
+            return None
+        try:
+            return self.parse_status(result.stdout)
+        except UNREADABLE as exc:
+            log.warning("%s status query gave output that could not be read, states "
+                        "unchanged: %s: %s", self.name, type(exc).__name__, exc)
+            return None
+
+    def cancel_jobs(self, jobids: Sequence[str]) -> str:
+        """Cancel ``jobids`` with one command; what the scheduler complained of ("": none)."""
+        result = self.run(self.cancel_argv(jobids), transient_only=True)
+        return "" if result.returncode == 0 else (result.stderr or result.stdout).strip()
+
     def attach(self, jobid: str) -> BatchProcess:
         """One status query for an earlier job; its exit-status file if the queue forgot it."""
         ref = resolve(jobid, self.name, self.site())
@@ -360,17 +388,8 @@ class BatchBackend(ScriptBackend):
         """One scheduler status query for ``live`` (and one accounting look-up for those
         that left the queue); the states follow."""
         self._last_query = time.monotonic()
-        ids = [p.jobid for p in live]
-        result = self.run(self.status_argv(ids), retries=2, ok=self.status_ok)
-        if not self.status_ok(result):
-            log.warning("%s status query failed, states unchanged: %s", self.name,
-                        (result.stderr or result.stdout).strip())
-            return
-        try:
-            statuses = self.parse_status(result.stdout)
-        except UNREADABLE as exc:
-            log.warning("%s status query gave output that could not be read, states "
-                        "unchanged: %s: %s", self.name, type(exc).__name__, exc)
+        statuses = self.query_status([p.jobid for p in live])
+        if statuses is None:
             return
         left = []
         for process in live:
@@ -423,8 +442,8 @@ class BatchBackend(ScriptBackend):
         live = [p for p in processes if isinstance(p, BatchProcess) and not p.done]
         if not live:
             return
-        result = self.run(self.cancel_argv([p.jobid for p in live]), transient_only=True)
-        if result.returncode != 0:
-            log.warning("%s cancel reported: %s", self.name, (result.stderr or "").strip())
+        problem = self.cancel_jobs([p.jobid for p in live])
+        if problem:
+            log.warning("%s cancel reported: %s", self.name, problem)
         for process in live:
             process.set_cancelled()

@@ -1,4 +1,6 @@
-"""The ``flux`` backend: ``flux batch`` / ``flux jobs --json`` / ``flux cancel``.
+"""The ``flux.sh`` backend: ``flux batch`` / ``flux jobs --json`` / ``flux cancel``.
+
+The CLI one; ``flux`` (``flux_api.py``) is the same backend through Flux's Python API.
 
 Resources: ``flux batch`` allocates *slots*. ``nodes`` → ``-N``; ``gpus`` → one slot per
 GPU (``-n G -g 1``) with ``-c ceil(cpus/G)`` cores each; otherwise ``-n`` slots of one
@@ -6,10 +8,16 @@ core for ``cpus`` (or ``tasks``), default ``-n 1`` (``flux batch`` needs ``-n`` 
 ``-N``). ``qtime`` → ``-t <seconds>s``. Flux has no portable memory request:
 ``memory_mb`` is not passed. ``partition`` → ``--queue``, ``account`` → ``--bank``,
 ``constraint`` → ``--requires``; ``qos``, ``reservation`` and ``clusters`` are refused.
-Options go on the command line and, for the record, into
-``# flux:`` directive lines (which flux parses with shell quoting rules).
-``dependencies`` → one ``--dependency=afterany:ƒ...`` per id, on the command line only
-(``flux batch`` appends a directive's to the command line's).
+A job on more nodes gets ``--broker-opts=-Sbroker.critical-ranks=0-<N-1>``: by default a
+batch job's instance survives the loss of a non-router node (Flux raises a non-fatal
+exception and the script runs on), here any lost node fails the job ("node failure on
+HOST (rank R)"), as Slurm's NODE_FAIL does. ``dependencies`` → one
+``--dependency=afterany:<id>`` each. ``warn_before=S`` (a backend
+option, off by default) → ``--signal=SIGUSR1@Ss`` for jobs with a time limit: Flux sends
+SIGUSR1 S seconds before it, and the job script passes it on to the commands' shell
+(``trap '...' USR1``). Options go on the command line and, for the record, into
+``# flux:`` directive lines (which flux parses with shell quoting rules); the options
+flux adds up when repeated (``--requires``, ``--dependency``) only on the command line.
 
 Ids: ``flux batch`` prints an F58 id (``ƒ2xyz...``, or ``f2xyz...`` in a non-UTF-8
 locale); ``flux jobs --json`` reports ids as integers. Statuses are keyed by every
@@ -24,8 +32,9 @@ job was cancelled before it started.
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 from ..batch import (
@@ -40,7 +49,7 @@ from ..batch import (
     reject_repeated,
     tolerant_status_ok,
 )
-from ..errors import SchedulerError, SubmitError
+from ..errors import ConfigError, SchedulerError, SubmitError
 from ..job import JobSpec
 from ..process import JobState, signal_reason
 from ..script import JobFiles
@@ -53,6 +62,9 @@ PLACEMENT_FLAGS: dict[str, str | None] = {
 FLAG_ALIASES = {"--nslots": "-n", "--nodes": "-N", "--cores-per-slot": "-c",
                 "--gpus-per-slot": "-g", "--time-limit": "-t", "-q": "--queue",
                 "-B": "--bank", "--job-name": "--job-name"}
+#: options flux batch adds up when given twice (so never also written as directives), and
+#: which a caller's submit_flags may add to
+ADDITIVE = ("--requires", "--dependency", "--broker-opts")
 F58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _STATES = {
     "NEW": JobState.PENDING, "DEPEND": JobState.PENDING, "PRIORITY": JobState.PENDING,
@@ -124,21 +136,54 @@ def job_status(job: dict[str, Any]) -> SchedulerStatus:
     return SchedulerStatus(JobState.FAILED, rc, f"{words}: {note}" if note else words)
 
 
-class FluxBackend(BatchBackend):
-    """Flux (flux-core), inside or pointed at (``FLUX_URI``) a Flux instance."""
+def warning_seconds(backend: str, value: Any) -> float | None:
+    """``warn_before`` checked: seconds > 0, or None."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if isinstance(value, bool) or not seconds > 0 or not math.isfinite(seconds):
+        raise ConfigError(f"{backend}: warn_before={value!r}: expected seconds > 0 "
+                          "(or None: no warning)")
+    return seconds
 
-    name: ClassVar[str] = "flux"
-    aliases: ClassVar[tuple[str, ...]] = ()
+
+def statuses_of(jobs: Iterable[dict[str, Any]]) -> dict[str, SchedulerStatus]:
+    """``flux jobs --json`` objects → status by every spelling of each id."""
+    statuses = {}
+    for job in jobs:
+        status = job_status(job)
+        for key in spellings(int(job["id"])):
+            statuses[key] = status
+    return statuses
+
+
+class FluxBackend(BatchBackend):
+    """Flux (flux-core) through its commands, inside or pointed at (``FLUX_URI``) a Flux
+    instance. ``warn_before``: seconds before a job's time limit at which it gets SIGUSR1
+    (None: no warning)."""
+
+    name: ClassVar[str] = "flux.sh"
+    aliases: ClassVar[tuple[str, ...]] = ("flux-shell", "flux:sh", "flux-cli")
     launcher = "flux-run"
     submit_program: ClassVar[str] = "flux"
     dependencies_supported: ClassVar[bool] = True
     jobid_form: ClassVar[str] = rf"[ƒf][{F58}]+|\d+"
+
+    def __init__(self, *, warn_before: float | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self.warn_before = warning_seconds(self.name, warn_before)
 
     def options(self, spec: JobSpec, files: JobFiles) -> list[Option]:
         opts: list[Option] = [("--job-name", spec.name)]
         opts += placement_options(self.name, spec, PLACEMENT_FLAGS)
         if spec.nodes:
             opts.append(("-N", str(spec.nodes)))
+        if spec.nodes and spec.nodes > 1:  # losing any node ends the job (as on Slurm)
+            # (one word: flux batch would read a separate "-S..." value as an option)
+            opts.append((f"--broker-opts=-Sbroker.critical-ranks=0-{spec.nodes - 1}", None))
         if spec.gpus:
             opts += [("-n", str(spec.gpus)), ("-g", "1")]
             if spec.cpus:
@@ -146,7 +191,9 @@ class FluxBackend(BatchBackend):
         elif spec.cpus or spec.tasks or not spec.nodes:
             opts.append(("-n", str(spec.cpus or spec.tasks or 1)))
         if spec.qtime is not None:
-            opts.append(("-t", f"{-(-int(spec.qtime * 1000) // 1000)}s"))
+            opts.append(("-t", f"{math.ceil(spec.qtime)}s"))
+            if self.warn_before is not None:
+                opts.append(("--signal", f"SIGUSR1@{math.ceil(self.warn_before)}s"))
         opts.append(("--output", str(files.output)))
         if not files.merged:
             opts.append(("--error", str(files.error)))
@@ -155,13 +202,17 @@ class FluxBackend(BatchBackend):
 
     def directives(self, spec: JobSpec, files: JobFiles) -> list[str]:
         options = self.options(spec, files)
-        lines = directive_lines("# flux:", [o for o in options if o[0] != "--dependency"])
+        lines = directive_lines("# flux:", [(flag, value) for flag, value in options
+                                            if flag.partition("=")[0] not in ADDITIVE])
         return lines + [f"# (on the flux batch command line: --dependency={value})"
                         for flag, value in options if flag == "--dependency"]
 
     def submit_argv(self, spec: JobSpec, files: JobFiles) -> list[str]:
         options = self.options(spec, files)
-        reject_repeated(self.name, options, spec.submit_flags, aliases=FLAG_ALIASES)
+        # --requires and --broker-opts add up; a --dependency of one's own beside
+        # ``dependencies`` is refused (give them one way)
+        reject_repeated(self.name, options, spec.submit_flags, aliases=FLAG_ALIASES,
+                        allowed=tuple(a for a in ADDITIVE if a != "--dependency"))
         return ["flux", "batch", *option_argv(options), *spec.submit_flags, str(files.script)]
 
     def parse_jobid(self, stdout: str) -> str:
@@ -175,26 +226,26 @@ class FluxBackend(BatchBackend):
     def find_submitted(self, spec: JobSpec, files: JobFiles) -> str | None:
         """The newest job of ours with this job's name and working directory submitted
         since the script was written (``flux jobs`` shows no script path)."""
-        result = self.run(["flux", "jobs", "-a", "--json"], retries=2)
+        written = files.script.stat().st_mtime - 1.0
+        return flux_match(self.listing_named(spec.name), spec.name, os.getcwd(), written)
+
+    def listing_named(self, name: str) -> list[dict[str, Any]]:
+        """This user's jobs named ``name``, as ``flux jobs --json`` objects; SchedulerError
+        when flux cannot say (the caller must then not resubmit blind)."""
+        result = self.run(["flux", "jobs", "-a", "--json", f"--name={name}"], retries=2)
         try:
             jobs = parse_jobs_json(result.stdout) if result.returncode == 0 else None
         except (ValueError, KeyError, TypeError):
             jobs = None
-        if jobs is None:  # unknown: never resubmit blind
+        if jobs is None:
             raise SchedulerError(f"flux jobs failed: {(result.stderr or result.stdout).strip()}")
-        written = files.script.stat().st_mtime - 1.0
-        return flux_match(jobs, spec.name, os.getcwd(), written)
+        return jobs
 
     def status_argv(self, jobids: Sequence[str]) -> list[str]:
         return ["flux", "jobs", "-a", "--json", *jobids]
 
     def parse_status(self, stdout: str) -> dict[str, SchedulerStatus]:
-        statuses = {}
-        for job in parse_jobs_json(stdout):
-            status = job_status(job)
-            for key in spellings(int(job["id"])):
-                statuses[key] = status
-        return statuses
+        return statuses_of(parse_jobs_json(stdout))
 
     def status_ok(self, result: Any) -> bool:
         return tolerant_status_ok(result, r"unknown job|not found|invalid job")

@@ -32,7 +32,7 @@ log = logging.getLogger("hpc_connect")
 #: (created 0600, never through a symlink): the body's status (-N: killed by signal N),
 #: then its usage: wall-clock times, and from getrusage(RUSAGE_CHILDREN) the peak RSS
 #: and the CPU time of every process it waited for. Exits with the body's status (128+N
-#: for signal N). TERM/INT/HUP/USR2 are ignored here (the supervisor ends the body);
+#: for signal N). TERM/INT/HUP/USR2/ALRM are ignored here (the supervisor ends the body);
 #: USR1 is passed on to the body.
 STATUS_WRAPPER = """\
 import os, resource, signal, sys, time
@@ -40,7 +40,8 @@ try:
     os.unlink(sys.argv[1])
 except OSError:
     pass
-stop = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2, signal.SIGUSR1)
+stop = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2, signal.SIGALRM,
+        signal.SIGUSR1)
 for s in stop:
     signal.signal(s, signal.SIG_IGN)
 start = time.time()
@@ -96,7 +97,7 @@ if [ "${HPC_CONNECT_JOB_STAGE-}" != body ]; then
     }
     hpc_alive() { [ -n "$(hpc_tokened)" ]; }  # (zombies have no environment: not counted)
     hpc_signalled() {  # $1: signal number. TERM, then KILL after the grace period
-        trap '' TERM INT HUP USR2  # the clean-up runs once, uninterrupted
+        trap '' TERM INT HUP USR2 ALRM  # the clean-up runs once, uninterrupted
         hpc_caught=$1
         [ -n "$hpc_body" ] || return 0
         hpc_end TERM
@@ -108,12 +109,14 @@ if [ "${HPC_CONNECT_JOB_STAGE-}" != body ]; then
         hpc_end KILL
     }
     # a scheduler cancelling the job (scancel, qdel, bkill: TERM), a time limit (TERM,
-    # timeout), Ctrl-C (INT), a lost terminal (HUP), Grid Engine's kill notice (USR2):
+    # timeout), Ctrl-C (INT), a lost terminal (HUP), Grid Engine's kill notice (USR2),
+    # Flux's time limit (ALRM, to the initial program of a flux batch job):
     # end every process of the job, then end with that signal
     trap 'hpc_signalled 15' TERM
     trap 'hpc_signalled 2' INT
     trap 'hpc_signalled 1' HUP
     trap 'hpc_signalled 12' USR2
+    trap 'hpc_signalled 14' ALRM
     # USR1 (Grid Engine's suspend notice, Slurm's --signal=B:USR1) is the body shell's
     trap 'kill -s USR1 "$hpc_body" 2>/dev/null' USR1
 

@@ -14,7 +14,7 @@
 # Source: ../shared/flux/flux-core-0.88.0.tar.gz beside the repo (the repaired tarball, see
 # ../shared/flux/NOTES.md). It has no .git, so autogen.sh needs FLUX_VERSION. The install
 # tree uses RPATH and absolute symlinks: it works only at the prefix it was built for.
-# Build log: $HPC_CONNECT_FLUX_DIR/install.log. Measured on 2 cores: apt 27 s, build 405 s
+# Build log: $HPC_CONNECT_FLUX_DIR/install.log (HPC_CONNECT_FLUX_PREFIX: build elsewhere). Measured on 2 cores: apt 27 s, build 405 s
 # (a busy machine; NOTES.md says 168 s idle); with a working build, install takes < 1 s.
 # Python: the bindings are in $PREFIX/lib/python3.11/site-packages (PYTHONPATH or a .pth);
 # Debian's python3 has what they import (python3-cffi, -yaml, -ply); a venv needs
@@ -34,7 +34,7 @@
 set -euo pipefail
 
 VERSION=0.88.0
-PREFIX=/opt/flux-$VERSION
+PREFIX=${HPC_CONNECT_FLUX_PREFIX:-/opt/flux-$VERSION}  # another prefix: to time a fresh build
 FLUX=$PREFIX/bin/flux
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 TARBALL=$REPO/../shared/flux/flux-core-$VERSION.tar.gz
