@@ -219,18 +219,29 @@ def test_shell_cancel_waiting_job_and_cancelled_dependency(shell: ShellBackend,
 
 
 def test_shell_unknown_dependency_is_one_error(shell: ShellBackend, tmp_path: Path) -> None:
-    """An id that is not a job of this backend object (a pid of something else, another
-    backend's job): ``InvalidJobError`` naming it, nothing written or started."""
-    other = ShellBackend(workdir=tmp_path / "other")
-    foreign = other.submit("foreign", ["true"])
-    for jobid in ("4194999", foreign.jobid):
+    """An id that is no shell job id at all (not a pid, not this backend's pending job):
+    ``InvalidJobError`` naming it, nothing written or started."""
+    for jobid in ("dependent-9999", "abc"):
         with pytest.raises(InvalidJobError) as info:
             shell.submit("x", [f"touch {tmp_path}/x.ran"], dependencies=[jobid])
         message = str(info.value)
         assert message.startswith(f"shell: dependency {jobid!r} is not a job of this backend")
         assert "\n" not in message
     assert not (tmp_path / ".hpc_connect").exists() and shell.live_processes() == []
-    assert foreign.wait(timeout=30) == 0
+
+
+def test_shell_waits_for_another_process_job(shell: ShellBackend, tmp_path: Path) -> None:
+    """A dependency on a shell job another backend object (or process: canary submits
+    dependent batches from other processes) started: the job starts once that process
+    has ended; a pid that no longer lives is already met."""
+    other = ShellBackend(workdir=tmp_path / "other")
+    foreign = other.submit("foreign", [f"sleep 3; date +%s.%N > {tmp_path}/a.end"])
+    waiting = shell.submit("b", [f"date +%s.%N > {tmp_path}/b.start"],
+                           dependencies=[foreign.jobid])
+    assert foreign.wait(timeout=60) == 0 and waiting.wait(timeout=60) == 0
+    assert float((tmp_path / "b.start").read_text()) >= float((tmp_path / "a.end").read_text())
+    gone = shell.submit("c", ["true"], dependencies=[foreign.jobid])  # its pid has ended
+    assert gone.wait(timeout=60) == 0
 
 
 def test_shell_dependency_on_an_attached_job(shell: ShellBackend, tmp_path: Path) -> None:

@@ -141,3 +141,17 @@ def _script_name(script: Path) -> str | None:
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     return None
+
+
+def watch_pid(backend: ShellBackend, pid: int) -> AttachedShellProcess | None:
+    """A running process ``pid`` (a shell job another process submitted) as a process to
+    wait for; None if no such process lives (it has ended)."""
+    token = incarnation(pid)
+    if token is None:
+        return None
+    ref = JobRef(backend.name, host(), str(pid), token,
+                 Path(f"/nonexistent/hpc-connect/{pid}.sh"))
+    process = AttachedShellProcess(backend, JobSpec.from_submit(f"pid-{pid}", [":"]), ref,
+                                   JobFiles.for_ref(ref))
+    process.set_state(JobState.RUNNING)
+    return process

@@ -127,13 +127,19 @@ class ShellBackend(ScriptBackend):
         return process
 
     def _dependency(self, jobid: str) -> HPCProcess | None:
-        """The job ``jobid`` of this backend object (None: it ended long ago, only its id
-        is kept); InvalidJobError if it is not one."""
-        if jobid not in self.job_index:
-            raise InvalidJobError(
-                f"shell: dependency {jobid!r} is not a job of this backend (expected the "
-                "jobid of a process it submitted or attached)")
-        return self.job_index.get(jobid)
+        """The job ``jobid`` (None: it has ended, only its id is known); InvalidJobError
+        if it is neither this backend object's nor a pid on this host."""
+        if jobid in self.job_index:
+            return self.job_index.get(jobid)
+        if jobid.isdigit() and int(jobid) > 0:
+            # a shell job of another backend object or process on this host (canary
+            # submits dependent batches from other processes): wait while that process
+            # (that incarnation of the pid) lives; one that is gone has ended
+            return shell_attach.watch_pid(self, int(jobid))
+        raise InvalidJobError(
+            f"shell: dependency {jobid!r} is not a job of this backend (expected the "
+            "jobid of a process it submitted or attached, or the pid of a shell job on "
+            "this host)")
 
     def _spawn(self, spec: JobSpec, files: JobFiles) -> subprocess.Popen[bytes]:
         """Start the job's script in a session of its own."""
