@@ -108,12 +108,14 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=1.0,
                         help="status interval of both ways (upstream polls every 15 s)")
     parser.add_argument("--skip-canary", action="store_true")
+    parser.add_argument("--skip-futures", action="store_true")
     args = parser.parse_args()
     if "SLURM_CONF" not in os.environ:
         print("bench/futures.py: set SLURM_CONF (see the module docstring)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="hpc-connect-bench-") as tmp:
-        futures_part(args.jobs, args.seconds, args.interval, Path(tmp))
+        if not args.skip_futures:
+            futures_part(args.jobs, args.seconds, args.interval, Path(tmp))
         if not args.skip_canary:
             canary_part(Path(tmp))
     return 0
