@@ -10,7 +10,7 @@ from .errors import HPCConnectError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 LAUNCH_USAGE = """\
 usage: hpc-launch [--backend=NAME] [--config-file=FILE] [--dry-run] [launcher options]
@@ -81,25 +81,26 @@ def launch_main(argv: Sequence[str] | None = None) -> int:
         return _fail("hpc-launch", f"cannot run {args[0]!r}: {exc.strerror}", 127)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``hpc-connect info|submit|cancel``."""
-    from . import _commands as commands
-
+def _guarded(prog: str, run: Callable[[Sequence[str] | None], int],
+             argv: Sequence[str] | None) -> int:
+    """``run(argv)`` with our errors as one ``prog: error:`` line (exit 2), Ctrl-C 130."""
     try:
-        return commands.main(argv)
+        return run(argv)
     except HPCConnectError as exc:
-        return _fail("hpc-connect", str(exc))
+        return _fail(prog, str(exc))
     except KeyboardInterrupt:
         return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``hpc-connect info|submit|cancel``."""
+    from . import _commands
+
+    return _guarded("hpc-connect", _commands.main, argv)
 
 
 def hpcc_main(argv: Sequence[str] | None = None) -> int:
     """``hpcc [-c path:key:value] [--backend B] info|config show|config add|launch``."""
     from . import _hpcc
 
-    try:
-        return _hpcc.main(argv)
-    except HPCConnectError as exc:
-        return _fail("hpcc", str(exc))
-    except KeyboardInterrupt:
-        return 130
+    return _guarded("hpcc", _hpcc.main, argv)
