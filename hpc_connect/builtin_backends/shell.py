@@ -69,6 +69,8 @@ class ShellProcess(ScriptProcess):
         self.popen = popen
         self.after = after
         self.started_at = time.monotonic()
+        #: set by cancel_many before it signals the job: its end is a cancel, not a failure
+        self.cancelling = False
         if popen is not None:
             self.state = JobState.RUNNING
 
@@ -231,7 +233,9 @@ class ShellBackend(ScriptBackend):
                 process.set_state(JobState.TIMED_OUT, 124, f"time limit of {qtime:g}s reached")
             return
         kill_session(process.popen.pid, self.cancel_grace)  # background children left behind
-        if qtime is not None and rc in (124, 137) and elapsed >= qtime:  # coreutils timeout
+        if process.cancelling:  # ended by our own cancel (maybe from another thread)
+            process.set_cancelled(rc)
+        elif qtime is not None and rc in (124, 137) and elapsed >= qtime:  # coreutils timeout
             process.set_state(JobState.TIMED_OUT, rc, f"time limit of {qtime:g}s reached")
         else:
             process.set_exit(rc)
@@ -244,7 +248,8 @@ class ShellBackend(ScriptBackend):
                     process.set_cancelled()
         live = [(p, p.popen) for p in processes if isinstance(p, ShellProcess) and not p.done
                 and p.popen is not None]
-        for _, popen in live:
+        for process, popen in live:
+            process.cancelling = True  # a poll that sees it end now calls it cancelled
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(popen.pid, signal.SIGTERM)
         for process, popen in live:
