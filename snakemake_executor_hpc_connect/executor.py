@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import shlex
 import signal
+import sys
 import threading
 import uuid
 from collections.abc import AsyncGenerator
@@ -148,9 +149,15 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
 
     @property
     def cores(self) -> Any:
-        """``--cores`` of the job's Snakemake: the CPUs its job was given (set while it is
-        submitted), rather than ``all`` of the node."""
-        return getattr(self, "job_cpus", None) or super().cores
+        """``--cores`` of the job's Snakemake, so that ``workflow.cores`` inside a job is the
+        main Snakemake's ``--cores`` as with Snakemake's other executors; raised to the CPUs
+        the job was given (set while it is submitted) so that the rule keeps the threads it
+        asked for. Without a main ``--cores``: the job's CPUs, rather than ``all`` of a node."""
+        job_cpus = getattr(self, "job_cpus", None)
+        main = self.workflow.resource_settings.cores
+        if main is None or main == sys.maxsize:
+            return job_cpus or super().cores
+        return max(int(main), int(job_cpus or 0))
 
     # ---- status ---------------------------------------------------------------------
     async def sleep(self) -> None:

@@ -1,9 +1,10 @@
 """A Slurm-plugin user's workflow on the real Slurm: partition and account given with
 the Slurm plugin's names, the generic names and the run-wide settings reach the jobs
 (``SLURM_JOB_PARTITION``/``SLURM_JOB_ACCOUNT``), ``mem_mb=0`` runs, ``srun`` inside a
-job gets ``SRUN_CPUS_PER_TASK``, the job's Snakemake gets the job's CPUs as cores, and
-a submit flag repeating one we set fails only its job, naming both. And the example
-Slurm profile (examples/profiles/slurm) runs the example workflow."""
+job gets ``SRUN_CPUS_PER_TASK``, the job's Snakemake gets the job's CPUs as cores (no
+main ``--cores`` here), and a submit flag repeating one we set fails only its job,
+naming both. And the example Slurm profile (examples/profiles/slurm) runs the example
+workflow."""
 
 from __future__ import annotations
 
